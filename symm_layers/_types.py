@@ -1,0 +1,8 @@
+"""Literal aliases for every strategy family."""
+
+from typing import Literal
+
+BasisExpansionScheme = Literal["isotypic_expansion", "memory_heavy", "reference"]
+WeightCacheMode = Literal["cached", "uncached"]
+InitScheme = Literal["xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"]
+AffineInitScheme = Literal["identity", "random"]

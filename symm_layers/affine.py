@@ -1,0 +1,131 @@
+"""eAffine: per-irrep-copy scales and an invariant bias."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from escnn.group import Representation
+from torch import nn
+
+from ._types import AffineInitScheme
+from .linear import InvariantSubspace
+from .module import EquivariantModule
+from .reps import decompose
+
+
+class eAffine(EquivariantModule):
+    r"""Scale every irrep copy by its own scalar and add an invariant bias.
+
+    .. math::
+        y = Q\, \operatorname{diag}(\alpha_{c(1)}, \dots, \alpha_{c(D)})\, Q^\top x + b, \qquad \rho(g) b = b
+
+    A scalar multiple of the identity on each irrep copy commutes with that irrep, so the map is equivariant.
+
+    Args:
+        in_rep: representation of the features.
+        bias: add an invariant bias when ``in_rep`` has trivial irreps.
+        learnable: ``True`` registers ``scale_dof`` and ``bias_dof`` as parameters; ``False`` expects them in
+            ``forward`` with leading dimensions broadcastable to the input's (FiLM-style conditioning).
+        init_scheme: ``"identity"`` (scales 1, bias 0) or ``"random"`` (both ``U(-1, 1)``); ``None`` skips it.
+
+    Shape:
+        - input: ``(..., D)``; ``scale_dof``: ``(..., num_scale_dof)``; ``bias_dof``: ``(..., num_bias_dof)``
+        - output: ``(..., D)``
+
+    Note:
+        ``scale_dof`` follows the order of ``in_rep.irreps`` (one scale per irrep copy). The map is applied with
+        the structured change of basis (``O(D * s)`` per row), so there is no dense matrix to cache.
+    """
+
+    def __init__(
+        self,
+        in_rep: Representation,
+        bias: bool = True,
+        learnable: bool = True,
+        init_scheme: AffineInitScheme | None = "identity",
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_rep = self.out_rep = in_rep
+        self.learnable = learnable
+        decomposition = decompose(in_rep)
+        self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
+        self.change = self.subspace.change
+        spectral_of_local = np.argsort(self.change.local_position)
+        self.register_buffer(
+            "copy_of_local",
+            torch.as_tensor(decomposition.copy_index[spectral_of_local], device=device),
+            persistent=False,
+        )
+        self.num_scale_dof = decomposition.num_copies
+        self.has_bias = bias and self.subspace.dim > 0
+        self.num_bias_dof = self.subspace.dim if self.has_bias else 0
+        if learnable:
+            self.scale_dof = nn.Parameter(torch.empty(self.num_scale_dof, device=device, dtype=dtype))
+            self.bias_dof = (
+                nn.Parameter(torch.empty(self.num_bias_dof, device=device, dtype=dtype)) if self.has_bias else None
+            )
+            if init_scheme is not None:
+                self.reset_parameters(init_scheme)
+
+    @torch.no_grad()
+    def reset_parameters(self, scheme: AffineInitScheme = "identity") -> None:
+        if not self.learnable:
+            return
+        if scheme == "identity":
+            self.scale_dof.fill_(1.0)
+            if self.bias_dof is not None:
+                self.bias_dof.zero_()
+        elif scheme == "random":
+            self.scale_dof.uniform_(-1.0, 1.0)
+            if self.bias_dof is not None:
+                self.bias_dof.uniform_(-1.0, 1.0)
+        else:
+            raise ValueError(f"unknown init_scheme {scheme!r}; choose 'identity' or 'random'")
+
+    def forward(
+        self, input: torch.Tensor, scale_dof: torch.Tensor | None = None, bias_dof: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        self.check_features(input)
+        if self.learnable:
+            if scale_dof is not None or bias_dof is not None:
+                raise ValueError("eAffine(learnable=True) owns its DoFs; build it with learnable=False to pass them")
+            scale_dof, bias_dof = self.scale_dof, self.bias_dof
+        else:
+            self._check_dof(scale_dof, self.num_scale_dof, "scale_dof")
+            if self.has_bias:
+                self._check_dof(bias_dof, self.num_bias_dof, "bias_dof")
+        scaled = self.change.to_spectral(input) * scale_dof.index_select(-1, self.copy_of_local)
+        out = self.change.from_spectral(scaled)
+        if self.has_bias:
+            out = out + self.subspace.expand(bias_dof)
+        return out
+
+    def _check_dof(self, dof: torch.Tensor | None, count: int, what: str) -> None:
+        if dof is None or dof.shape[-1] != count:
+            got = None if dof is None else tuple(dof.shape)
+            raise ValueError(
+                f"eAffine(learnable=False) needs {what} of shape (..., {count}), got {got}; "
+                f"pass one {what[:-4]} per {'irrep copy' if what == 'scale_dof' else 'trivial irrep copy'}"
+            )
+
+    def export(self) -> nn.Linear:
+        if not self.learnable:
+            raise ValueError("eAffine(learnable=False) takes its DoFs at call time; there is no fixed map to export")
+        size = self.in_rep.size
+        lin = nn.Linear(size, size, bias=self.has_bias, device=self.scale_dof.device, dtype=self.scale_dof.dtype)
+        with torch.no_grad():
+            eye = torch.eye(size, device=self.scale_dof.device, dtype=self.scale_dof.dtype)
+            bias = self.subspace.expand(self.bias_dof) if self.has_bias else torch.zeros_like(eye[0])
+            lin.weight.copy_((self.forward(eye) - bias).mT)
+            if self.has_bias:
+                lin.bias.copy_(bias)
+        return lin
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_rep={self.in_rep.name}[{self.in_rep.size}], learnable={self.learnable}, "
+            f"scale_dofs={self.num_scale_dof}, bias_dofs={self.num_bias_dof}"
+        )

@@ -1,0 +1,123 @@
+"""The space Hom_G(rho_in, rho_out) in isotypic coordinates and its canonical degrees of freedom.
+
+Every strategy in :mod:`symm_layers.basis` parameterises the *same* orthonormal basis, so a DoF vector means the
+same map whichever strategy expands it. For each irrep type ``k`` shared by input and output, with multiplicities
+``m_out``, ``m_in``, dimension ``d`` and Frobenius-orthonormal endomorphism basis ``E_k,b`` (``b < e``, ``e`` in
+{1, 2, 4} for real, complex, quaternionic types), the basis element of index ``(k, i, j, b)`` is
+
+    Q_out[:, copy i of k] E_k,b Q_in[:, copy j of k]^T,
+
+and the DoFs are laid out type by type, each as a row-major ``(m_out, m_in, e)`` array. The elements are mutually
+orthogonal with unit Frobenius norm, so the adjoint of the expansion returns projection coefficients.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from escnn.group import Representation
+
+from .._types import InitScheme
+from ..reps import IrrepType, IsotypicDecomposition, _ContentKey, check_same_group, decompose
+
+INIT_SCHEMES: tuple[str, ...] = ("xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform")
+
+
+@dataclass(frozen=True, eq=False)
+class SharedIrrep:
+    """An irrep type present in both representations, with the slice of the DoF vector it owns."""
+
+    out: IrrepType
+    inp: IrrepType
+    offset: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.out.multiplicity, self.inp.multiplicity, self.out.endomorphism_dim)
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dof_slice(self) -> slice:
+        return slice(self.offset, self.offset + self.count)
+
+
+@dataclass(frozen=True, eq=False)
+class HomSpace:
+    """Content-derived description of Hom_G(rho_in, rho_out)."""
+
+    domain: IsotypicDecomposition
+    codomain: IsotypicDecomposition
+    shared: tuple[SharedIrrep, ...]
+
+    @property
+    def dim(self) -> int:
+        return sum(s.count for s in self.shared)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.codomain.size, self.domain.size)
+
+    def init_std(self, scheme: InitScheme) -> np.ndarray:
+        """Per-DoF standard deviation that gives each spectral block the variance of the named torch init."""
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"unknown init_scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+        std = np.empty(self.dim)
+        for s in self.shared:
+            m_out, m_in, e = s.shape
+            d = s.out.dim
+            # Each output coordinate of type k sees fan_in = m_in * d inputs through weights of variance
+            # var(theta) * e / d (E_b have unit Frobenius norm, orthogonal rows): match torch's per-entry variance.
+            fan_in, fan_out = m_in * d, m_out * d
+            if scheme.startswith("xavier"):
+                target = 2.0 / (fan_in + fan_out)
+            else:
+                target = 2.0 / fan_in  # kaiming with gain sqrt(2) (ReLU), fan_in mode
+            std[s.dof_slice] = math.sqrt(target * d / e)
+        return std
+
+    def sample_dof(self, scheme: InitScheme, *, generator=None, device=None, dtype=None) -> torch.Tensor:
+        """Draw an initial DoF vector for ``scheme`` (normal or uniform with the same variance)."""
+        std = torch.as_tensor(self.init_std(scheme), dtype=dtype or torch.get_default_dtype(), device=device)
+        if scheme.endswith("normal"):
+            noise = torch.randn(self.dim, generator=generator, dtype=std.dtype, device=device)
+        else:
+            noise = (torch.rand(self.dim, generator=generator, dtype=std.dtype, device=device) * 2 - 1) * math.sqrt(3)
+        return noise * std
+
+
+def hom_space(in_rep: Representation, out_rep: Representation) -> HomSpace:
+    """Return the (memoised) description of Hom_G(in_rep, out_rep).
+
+    Raises:
+        ValueError: if the representations belong to different groups or are not orthogonal.
+    """
+    check_same_group(in_rep, out_rep)
+    return _hom_space(_ContentKey(in_rep), _ContentKey(out_rep))
+
+
+@functools.lru_cache(maxsize=256)
+def _hom_space(in_key: _ContentKey, out_key: _ContentKey) -> HomSpace:
+    domain, codomain = decompose(in_key.rep), decompose(out_key.rep)
+    inputs = {t.id: t for t in domain.irreps}
+    shared, offset = [], 0
+    for out_type in codomain.irreps:
+        if out_type.id in inputs:
+            item = SharedIrrep(out=out_type, inp=inputs[out_type.id], offset=offset)
+            shared.append(item)
+            offset += item.count
+    return HomSpace(domain=domain, codomain=codomain, shared=tuple(shared))
+
+
+def no_map_message(space: HomSpace, in_rep: Representation, out_rep: Representation) -> str:
+    return (
+        f"no equivariant map: dim Hom_G({in_rep.name}, {out_rep.name}) = 0 because the representations share "
+        f"no irrep (input irreps {sorted(space.domain.irrep_ids)}, output irreps {sorted(space.codomain.irrep_ids)}); "
+        "add a common irrep (e.g. the trivial one, or use a regular representation) to one of them"
+    )

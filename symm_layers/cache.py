@@ -1,0 +1,129 @@
+"""The single derived-tensor cache of symm_layers.
+
+Contract (each clause has a test in ``tests/test_cache.py``):
+
+1. A cached tensor is returned only while every source tensor is the same object, with the same ``_version``,
+   storage pointer, dtype and device as when it was built. In-place edits (``optimizer.step()``, ``copy_`` under
+   ``no_grad``, ``load_state_dict``) bump ``_version``; ``.to()``, ``.double()`` and parameter replacement change
+   the identity, storage or dtype; so none of them can leave it stale.
+2. Modules clear their caches in ``_apply`` as well, so a change of the derived constants alone also rebuilds.
+3. A forward that needs gradients never reuses a tensor built without a graph as if it were differentiable: layers
+   route the cached value through an autograd function whose backward is the exact adjoint of the expansion.
+4. Caches are plain attributes, never buffers: the ``state_dict`` does not depend on the cache, the mode, or the
+   strategy. A ``copy.deepcopy`` starts with an empty cache (its parameters are new objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def fingerprint(sources: Sequence[torch.Tensor]) -> tuple:
+    """The identity, version, storage, dtype and device of every source tensor."""
+    return tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device) for t in sources)
+
+
+class DerivedTensorCache:
+    """Holds one value derived from source tensors, rebuilt when any source changes."""
+
+    __slots__ = ("_key", "_value", "builds")
+
+    def __init__(self) -> None:
+        self._key = None
+        self._value = None
+        self.builds = 0
+
+    def get(self, sources: Sequence[torch.Tensor], build: Callable[[], object]):
+        """Return the cached value for ``sources``, calling ``build()`` (without autograd) if it is stale."""
+        key = fingerprint(sources)
+        if key != self._key:
+            with torch.no_grad():
+                self._value = build()
+            self._key = key
+            self.builds += 1
+        return self._value
+
+    def clear(self) -> None:
+        self._key = None
+        self._value = None
+
+    def __deepcopy__(self, memo):
+        # The copy's sources are new objects, so the key would never match again: start empty.
+        return DerivedTensorCache()
+
+
+def clear_caches(module: torch.nn.Module) -> None:
+    """Clear every :class:`DerivedTensorCache` held directly by ``module``."""
+    for value in vars(module).values():
+        if isinstance(value, DerivedTensorCache):
+            value.clear()
+
+
+class _ExpandThroughCache(torch.autograd.Function):
+    """Cached expansion whose backward is the exact adjoint of the (linear) expansion."""
+
+    @staticmethod
+    def forward(ctx, dof, strategy, cache):
+        ctx.strategy = strategy
+        weight = cache.get((dof,), lambda: strategy.expand(dof))
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.strategy.adjoint(grad), None, None
+
+
+class WeightCacheMode(torch.nn.Module):
+    """How a layer turns its DoFs into a dense tensor on each call. Holds no parameters or buffers."""
+
+    name: str
+
+    def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class CachedWeight(WeightCacheMode):
+    """Reuse the expanded tensor while the DoFs are unchanged (see the contract above).
+
+    With autograd recording, the cached tensor is returned through :class:`_ExpandThroughCache`, whose backward
+    computes the DoF gradient with the strategy's adjoint, so gradients are exact and no expansion graph is kept.
+    """
+
+    name = "cached"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = DerivedTensorCache()
+
+    def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
+        if dof.requires_grad and torch.is_grad_enabled():
+            return _ExpandThroughCache.apply(dof, strategy, self.cache)
+        return self.cache.get((dof,), lambda: strategy.expand(dof))
+
+    def _apply(self, fn, recurse=True):
+        self.cache.clear()
+        return super()._apply(fn, recurse)
+
+
+class UncachedWeight(WeightCacheMode):
+    """Expand on every call, differentiating through the strategy's ``expand``."""
+
+    name = "uncached"
+
+    def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
+        return strategy.expand(dof)
+
+
+WEIGHT_CACHE_MODES: dict[str, type[WeightCacheMode]] = {"cached": CachedWeight, "uncached": UncachedWeight}
+
+
+def resolve_weight_cache(mode: str) -> WeightCacheMode:
+    """Build the weight-cache strategy called ``mode``."""
+    if mode not in WEIGHT_CACHE_MODES:
+        raise ValueError(f"unknown weight_cache {mode!r}; choose one of {', '.join(WEIGHT_CACHE_MODES)}")
+    return WEIGHT_CACHE_MODES[mode]()

@@ -1,0 +1,295 @@
+"""The equivariant linear family: eLinear, InvariantBias and impose_linear_equivariance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from escnn.group import Representation
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ._constants import ConstantsModule
+from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from .basis import GroupHomomorphismBasis
+from .cache import resolve_weight_cache
+from .change_of_basis import StructuredChangeOfBasis
+from .module import EquivariantModule
+from .reps import check_same_group, decompose
+
+
+class InvariantSubspace(ConstantsModule):
+    """Maps coefficients on the trivial irrep copies of a representation to invariant vectors, and back."""
+
+    def __init__(self, rep: Representation, *, device=None, dtype=None) -> None:
+        super().__init__()
+        decomposition = decompose(rep)
+        trivial = decomposition.trivial_type()
+        self.size = rep.size
+        self.dim = 0 if trivial is None else trivial.multiplicity
+        self.change = StructuredChangeOfBasis(decomposition, device=device, dtype=dtype)
+        positions = self.change.local_position[trivial.columns[:, 0]] if trivial is not None else np.zeros(0)
+        self.register_constant("positions", positions, device=device)
+
+    def expand(self, dof: torch.Tensor) -> torch.Tensor:
+        """``(..., dim)`` -> invariant vectors ``(..., size)``."""
+        spectral = dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.positions, dof)
+        return self.change.from_spectral(spectral)
+
+    def adjoint(self, vector: torch.Tensor) -> torch.Tensor:
+        """Coefficients of the orthogonal projection of ``vector`` onto the invariant subspace."""
+        return self.change.to_spectral(vector).index_select(-1, self.positions)
+
+
+class InvariantBias(EquivariantModule):
+    r"""A learnable bias constrained to the invariant subspace of ``in_rep``.
+
+    .. math::
+        y = x + b, \qquad \rho(g) b = b \;\; \forall g
+
+    Only the trivial-irrep coordinates of the spectral basis carry DoFs, so :math:`b` is invariant by
+    construction. Without a trivial irrep the module is the identity and owns no parameter.
+
+    Args:
+        in_rep: representation of the features.
+        weight_cache: ``"cached"`` (reuse the expanded bias while ``bias_dof`` is unchanged) or ``"uncached"``.
+        init_scheme: ``"zeros"`` or ``"uniform"`` (``U(-1/sqrt(D), 1/sqrt(D))`` per DoF); ``None`` skips it.
+
+    Shape:
+        ``(..., in_rep.size)`` -> same.
+    """
+
+    def __init__(
+        self,
+        in_rep: Representation,
+        *,
+        weight_cache: WeightCacheMode = "cached",
+        init_scheme: str | None = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_rep = self.out_rep = in_rep
+        self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
+        self.weight_cache = resolve_weight_cache(weight_cache)
+        self.has_bias = self.subspace.dim > 0
+        if self.has_bias:
+            self.bias_dof = nn.Parameter(torch.empty(self.subspace.dim, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias_dof", None)
+        if init_scheme is not None:
+            self.reset_parameters(init_scheme)
+
+    @torch.no_grad()
+    def reset_parameters(self, scheme: str = "zeros") -> None:
+        if not self.has_bias:
+            return
+        if scheme == "zeros":
+            self.bias_dof.zero_()
+        elif scheme == "uniform":
+            bound = 1.0 / math.sqrt(self.in_rep.size)
+            self.bias_dof.uniform_(-bound, bound)
+        else:
+            raise ValueError(f"unknown bias init_scheme {scheme!r}; choose 'zeros' or 'uniform'")
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        if not self.has_bias:
+            return None
+        return self.weight_cache.weight(self.subspace, self.bias_dof)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self.check_features(input)
+        return input if not self.has_bias else input + self.bias
+
+    def export(self) -> nn.Module:
+        size = self.in_rep.size
+        dtype = self.bias_dof.dtype if self.has_bias else torch.get_default_dtype()
+        lin = nn.Linear(size, size, bias=True, device=self.subspace.positions.device, dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.eye(size))
+            lin.bias.copy_(self.bias if self.has_bias else torch.zeros(size))
+        return lin
+
+    def extra_repr(self) -> str:
+        return f"in_rep={self.in_rep.name}, size={self.in_rep.size}, bias_dofs={self.subspace.dim}"
+
+
+class eLinear(EquivariantModule):
+    r"""A linear layer constrained to :math:`\operatorname{Hom}_G(\rho_\text{in}, \rho_\text{out})`, with invariant bias.
+
+    .. math::
+        \rho_\text{out}(g) W = W \rho_\text{in}(g), \qquad \rho_\text{out}(g) b = b \qquad \forall g \in G
+
+    :math:`W = \sum_b \theta_b B_b` over an orthonormal basis of Hom_G and :math:`b` lives on the trivial irrep
+    copies of ``out_rep``, so both constraints hold for every value of the DoFs.
+
+    Args:
+        in_rep: input representation.
+        out_rep: output representation (same group).
+        bias: add an invariant bias (only possible if ``out_rep`` contains the trivial irrep).
+        init_scheme: one of ``xavier_normal``, ``xavier_uniform``, ``kaiming_normal``, ``kaiming_uniform``, with
+            the variance of torch's init matched per isotypic block; ``None`` skips initialisation.
+        basis_expansion_scheme: how the weight is materialised (see :mod:`symm_layers.basis`).
+        weight_cache: ``"cached"`` reuses the dense weight while the DoFs are unchanged (exact gradients through
+            the expansion's adjoint); ``"uncached"`` expands on every call.
+        max_basis_bytes: size limit for strategies that store a dense basis stack.
+        device, dtype: factory kwargs for parameters and constants.
+
+    Shape:
+        ``(..., in_rep.size)`` -> ``(..., out_rep.size)``.
+
+    Note:
+        The DoFs mean the same map under every expansion strategy and cache mode, so state dicts load across them.
+        See :mod:`symm_layers.cache` for the cache contract.
+
+    Raises:
+        ValueError: for reps of different groups, ``dim Hom_G = 0``, unknown strategy names, a dense basis over the
+            memory limit, or input of the wrong feature size.
+
+    Example:
+        >>> from escnn.group import dihedral_group, directsum
+        >>> G = dihedral_group(4)
+        >>> layer = eLinear(directsum([G.regular_representation] * 2), G.regular_representation)
+        >>> layer(torch.randn(5, 16)).shape
+        torch.Size([5, 8])
+    """
+
+    def __init__(
+        self,
+        in_rep: Representation,
+        out_rep: Representation,
+        bias: bool = True,
+        init_scheme: InitScheme | None = "xavier_normal",
+        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        *,
+        weight_cache: WeightCacheMode = "cached",
+        max_basis_bytes: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        check_same_group(in_rep, out_rep)
+        self.in_rep, self.out_rep = in_rep, out_rep
+        self.in_features, self.out_features = in_rep.size, out_rep.size
+        self.basis = GroupHomomorphismBasis(
+            in_rep, out_rep, basis_expansion_scheme, max_basis_bytes=max_basis_bytes, device=device, dtype=dtype
+        )
+        self.weight_cache = resolve_weight_cache(weight_cache)
+        self.weight_dof = nn.Parameter(torch.empty(self.basis.dim, device=device, dtype=dtype))
+        self.bias_module = (
+            InvariantBias(out_rep, weight_cache=weight_cache, init_scheme=None, device=device, dtype=dtype)
+            if bias
+            else None
+        )
+        if init_scheme is not None:
+            self.reset_parameters(init_scheme)
+
+    @torch.no_grad()
+    def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
+        """Draw DoFs with the variance of torch's ``scheme``; the bias as ``nn.Linear`` does (uniform)."""
+        self.weight_dof.copy_(self.basis.initialize_params(scheme, dtype=self.weight_dof.dtype))
+        if self.bias_module is not None and self.bias_module.has_bias:
+            self.bias_module.reset_parameters("uniform")
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense equivariant weight ``(out_features, in_features)``."""
+        return self.weight_cache.weight(self.basis.strategy, self.weight_dof)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return None if self.bias_module is None else self.bias_module.bias
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.shape[-1] != self.in_features:
+            self.check_features(input)
+        return F.linear(input, self.weight, self.bias)
+
+    def export(self) -> nn.Linear:
+        bias = self.bias
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=bias is not None,
+            device=self.weight_dof.device,
+            dtype=self.weight_dof.dtype,
+        )
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+            if bias is not None:
+                lin.bias.copy_(bias)
+        return lin
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_rep={self.in_rep.name}[{self.in_features}], out_rep={self.out_rep.name}[{self.out_features}], "
+            f"dim_hom={self.basis.dim}, basis_expansion={self.basis.basis_expansion}, "
+            f"weight_cache={self.weight_cache.name}"
+        )
+
+
+class _HomProjection(nn.Module):
+    """Parametrization ``W -> P_Hom(W)`` (orthogonal projection onto Hom_G)."""
+
+    def __init__(self, basis: GroupHomomorphismBasis) -> None:
+        super().__init__()
+        self.basis = basis
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.basis.orthogonal_projection(weight)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.basis.orthogonal_projection(weight)
+
+
+class _InvariantProjection(nn.Module):
+    """Parametrization ``b -> P_Fix(b)`` (orthogonal projection onto the invariant subspace)."""
+
+    def __init__(self, subspace: InvariantSubspace) -> None:
+        super().__init__()
+        self.subspace = subspace
+
+    def forward(self, bias: torch.Tensor) -> torch.Tensor:
+        return self.subspace.expand(self.subspace.adjoint(bias))
+
+    def right_inverse(self, bias: torch.Tensor) -> torch.Tensor:
+        return self.forward(bias)
+
+
+def impose_linear_equivariance(
+    lin: nn.Module,
+    in_rep: Representation,
+    out_rep: Representation,
+    basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+) -> None:
+    r"""Constrain an existing linear layer in place so that it is G-equivariant.
+
+    .. math::
+        W \mapsto P_{\operatorname{Hom}_G}(W), \qquad b \mapsto P_{\operatorname{Fix}}(b)
+
+    Registers :mod:`torch.nn.utils.parametrize` parametrizations that replace ``lin.weight`` by its Frobenius-
+    orthogonal projection onto Hom_G and ``lin.bias`` by its projection onto the invariant vectors; the stored
+    tensors stay unconstrained and gradients flow through the projections.
+
+    Raises:
+        ValueError: if the layer's sizes do not match the representations, or ``dim Hom_G = 0``.
+    """
+    weight = getattr(lin, "weight", None)
+    if weight is None or weight.dim() != 2:
+        raise ValueError(f"expected a module with a 2-D 'weight' (e.g. nn.Linear), got {type(lin).__name__}")
+    if tuple(weight.shape) != (out_rep.size, in_rep.size):
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} does not match (out_rep.size, in_rep.size) = "
+            f"({out_rep.size}, {in_rep.size}); build the layer as nn.Linear({in_rep.size}, {out_rep.size})"
+        )
+    basis = GroupHomomorphismBasis(
+        in_rep, out_rep, basis_expansion_scheme, device=weight.device, dtype=weight.dtype
+    )
+    lin.in_rep, lin.out_rep = in_rep, out_rep
+    parametrize.register_parametrization(lin, "weight", _HomProjection(basis))
+    if getattr(lin, "bias", None) is not None:
+        subspace = InvariantSubspace(out_rep, device=weight.device, dtype=weight.dtype)
+        parametrize.register_parametrization(lin, "bias", _InvariantProjection(subspace))
