@@ -7,8 +7,8 @@ Contract (each clause has a test in ``tests/test_cache.py``):
    ``no_grad``, ``load_state_dict``) bump ``_version``; ``.to()``, ``.double()`` and parameter replacement change
    the identity, storage or dtype; so none of them can leave it stale.
 2. Modules clear their caches in ``_apply`` as well, so a change of the derived constants alone also rebuilds.
-3. A forward that needs gradients never reuses a tensor built without a graph as if it were differentiable: layers
-   route the cached value through an autograd function whose backward is the exact adjoint of the expansion.
+3. Only calls that record no autograd graph read the cache; a call that records (``train()`` or ``eval()`` with
+   gradients enabled) computes through the strategy, so it always produces gradients.
 4. Caches are plain attributes, never buffers: the ``state_dict`` does not depend on the cache, the mode, or the
    strategy. A ``copy.deepcopy`` starts with an empty cache (its parameters are new objects).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 
 def fingerprint(sources: Sequence[torch.Tensor]) -> tuple:
@@ -61,26 +62,17 @@ def clear_caches(module: torch.nn.Module) -> None:
             value.clear()
 
 
-class _ExpandThroughCache(torch.autograd.Function):
-    """Cached expansion whose backward is the exact adjoint of the (linear) expansion."""
-
-    @staticmethod
-    def forward(ctx, dof, strategy, cache):
-        ctx.strategy = strategy
-        weight = cache.get((dof,), lambda: strategy.expand(dof))
-        return weight.view_as(weight)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.strategy.adjoint(grad), None, None
-
-
 class WeightCacheMode(torch.nn.Module):
     """How a layer turns its DoFs into a dense tensor on each call. Holds no parameters or buffers."""
 
     name: str
 
     def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
+        """The dense tensor ``strategy.expand(dof)``, differentiable when autograd records."""
+        raise NotImplementedError
+
+    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x @ W(dof)^T + bias``."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -88,10 +80,10 @@ class WeightCacheMode(torch.nn.Module):
 
 
 class CachedWeight(WeightCacheMode):
-    """Reuse the expanded tensor while the DoFs are unchanged (see the contract above).
+    """Reuse the expanded tensor while the DoFs are unchanged, for calls that record no autograd graph.
 
-    With autograd recording, the cached tensor is returned through :class:`_ExpandThroughCache`, whose backward
-    computes the DoF gradient with the strategy's adjoint, so gradients are exact and no expansion graph is kept.
+    A call that records autograd (training, or ``eval()`` with gradients enabled) computes through the strategy
+    instead, so gradients are always produced; the DoFs change at every optimiser step anyway.
     """
 
     name = "cached"
@@ -102,8 +94,14 @@ class CachedWeight(WeightCacheMode):
 
     def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
         if dof.requires_grad and torch.is_grad_enabled():
-            return _ExpandThroughCache.apply(dof, strategy, self.cache)
+            return strategy.expand(dof)
         return self.cache.get((dof,), lambda: strategy.expand(dof))
+
+    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if dof.requires_grad and torch.is_grad_enabled():
+            out = strategy.apply(dof, x)
+            return out if bias is None else out + bias
+        return F.linear(x, self.cache.get((dof,), lambda: strategy.expand(dof)), bias)
 
     def _apply(self, fn, recurse=True):
         self.cache.clear()
@@ -117,6 +115,10 @@ class UncachedWeight(WeightCacheMode):
 
     def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
         return strategy.expand(dof)
+
+    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out = strategy.apply(dof, x)
+        return out if bias is None else out + bias
 
 
 WEIGHT_CACHE_MODES: dict[str, type[WeightCacheMode]] = {"cached": CachedWeight, "uncached": UncachedWeight}

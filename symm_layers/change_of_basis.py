@@ -49,26 +49,28 @@ class StructuredChangeOfBasis(ConstantsModule):
     def multiply_adds_per_vector(self) -> int:
         return sum(count * s * s for _, count, s, name in self._segments if name is not None)
 
-    def _blockwise(self, x: torch.Tensor, transpose: bool) -> torch.Tensor:
+    def _blockwise(self, x: torch.Tensor, transpose: bool, dim: int) -> torch.Tensor:
         pieces = []
         for start, count, s, name in self._segments:
-            piece = x[..., start : start + count * s]
+            piece = x.narrow(dim, start, count * s)
             if name is not None:
                 block = getattr(self, name)
-                piece = piece.unflatten(-1, (count, s)) @ (block.mT if transpose else block)
-                piece = piece.flatten(-2)
+                if dim == 0:  # rows of a matrix: (count, s, rest) with the block on the left
+                    piece = ((block if transpose else block.mT) @ piece.reshape(count, s, -1)).reshape(count * s, -1)
+                else:
+                    piece = (piece.unflatten(-1, (count, s)) @ (block.mT if transpose else block)).flatten(-2)
             pieces.append(piece)
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=dim)
 
-    def to_spectral(self, x: torch.Tensor) -> torch.Tensor:
-        """Original coordinates -> local spectral coordinates (``Q^T x`` along the last dim)."""
+    def to_spectral(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Original -> local spectral coordinates (``Q^T x`` along ``dim``, which is -1 or 0)."""
         if not self.rows_are_ordered:
-            x = x.index_select(-1, self.to_local_rows)
-        return self._blockwise(x, transpose=False)
+            x = x.index_select(dim, self.to_local_rows)
+        return self._blockwise(x, transpose=False, dim=dim)
 
-    def from_spectral(self, z: torch.Tensor) -> torch.Tensor:
-        """Local spectral coordinates -> original coordinates (``Q z`` along the last dim)."""
-        y = self._blockwise(z, transpose=True)
+    def from_spectral(self, z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Local spectral -> original coordinates (``Q z`` along ``dim``, which is -1 or 0)."""
+        y = self._blockwise(z, transpose=True, dim=dim)
         if not self.rows_are_ordered:
-            y = y.index_select(-1, self.from_local_rows)
+            y = y.index_select(dim, self.from_local_rows)
         return y

@@ -206,7 +206,7 @@ class eLinear(EquivariantModule):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.shape[-1] != self.in_features:
             self.check_features(input)
-        return F.linear(input, self.weight, self.bias)
+        return self.weight_cache.linear(self.basis.strategy, self.weight_dof, input, self.bias)
 
     def export(self) -> nn.Linear:
         bias = self.bias

@@ -1,22 +1,33 @@
-"""Default strategy: expand block by block in isotypic coordinates, then apply the structured change of basis."""
+"""Default strategy: work block by block in isotypic coordinates with the structured change of basis.
+
+It never stores a dense basis. Two exact execution paths share its constants:
+
+* *expanded*: form ``W = Q_out blockdiag_k(sum_b Theta_k,b (x) E_k,b) Q_in^T`` and call ``F.linear``;
+  ``O(nnz * e + D_out * D_in * s)`` per weight, then ``D_out * D_in`` per row.
+* *spectral*: never form ``W``; map ``x`` to spectral coordinates, multiply each irrep type's block by one GEMM,
+  map back: ``O(D_in * s_in + D_out * s_out + sum_k d_k * e_k * m_in,k * m_out,k)`` per row. For regular
+  representations that is 4-15x fewer multiply-adds than the dense product.
+
+``apply`` takes the path the analytic cost model (:meth:`IsotypicExpansion.path_macs`) says is cheaper for the
+call's number of rows; both paths are tested against the reference strategy.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..change_of_basis import StructuredChangeOfBasis
 from .base import HomBasisStrategy
 from .space import HomSpace
 
+#: Multiply-add equivalent of launching one small tensor op on CPU (~1 us), used by the cost model only.
+OP_OVERHEAD_MACS = 20_000
+
 
 class IsotypicExpansion(HomBasisStrategy):
-    """Stores only per-irrep endomorphism bases, a scatter index and the change-of-basis blocks.
-
-    ``expand`` forms each isotypic block ``sum_b Theta_b (x) E_b`` (``O(nnz * e)``), scatters the blocks into a
-    zero matrix in local spectral order, and multiplies by the block-structured ``Q_out`` and ``Q_in^T``
-    (``O(D_out * D_in * s)`` for blocks of size ``s``; free for permutation representations).
-    """
+    """Stores per-irrep endomorphism bases, index maps and the repeated blocks of the change of basis."""
 
     name = "isotypic_expansion"
 
@@ -25,18 +36,29 @@ class IsotypicExpansion(HomBasisStrategy):
         self.codomain_cob = StructuredChangeOfBasis(space.codomain, device=device, dtype=dtype)
         self.domain_cob = StructuredChangeOfBasis(space.domain, device=device, dtype=dtype)
         out_pos, in_pos = self.codomain_cob.local_position, self.domain_cob.local_position
-        index, self._segments, start = [], [], 0
+        scatter, in_gather, out_cols = [], [], []
+        self._segments, start = [], 0
         for k, s in enumerate(space.shared):
-            rows = out_pos[s.out.columns]  # (m_out, d)
+            rows = out_pos[s.out.columns]  # (m_out, d) local spectral positions of each output copy
             cols = in_pos[s.inp.columns]  # (m_in, d)
             flat = rows[:, :, None, None] * self.in_size + cols[None, None, :, :]
-            index.append(flat.reshape(-1))
+            scatter.append(flat.reshape(-1))
+            in_gather.append(cols.reshape(-1))
+            out_cols.append(rows.reshape(-1))
             self.register_constant(f"endo_{k}", s.out.endomorphisms, device=device, dtype=dtype)
             self._segments.append((s.dof_slice, s.shape, s.out.dim, start, flat.size))
             start += flat.size
         self.nnz = start
-        self.register_constant("scatter_index", np.concatenate(index) if index else np.zeros(0), device=device)
+        self.register_constant("scatter_index", np.concatenate(scatter), device=device)
+        self.register_constant("in_gather", np.concatenate(in_gather), device=device)
+        # Output of the spectral path: concatenated blocks plus one zero column for uncovered output irreps.
+        covered = np.concatenate(out_cols)
+        out_gather = np.full(self.out_size, covered.size, dtype=np.int64)
+        out_gather[covered] = np.arange(covered.size)
+        self.out_fully_covered = covered.size == self.out_size
+        self.register_constant("out_gather", out_gather, device=device)
 
+    # ----------------------------------------------------------------------------------------------- expanded
     def _blocks(self, dof: torch.Tensor) -> torch.Tensor:
         values = []
         for k, (dof_slice, shape, _, _, _) in enumerate(self._segments):
@@ -46,13 +68,12 @@ class IsotypicExpansion(HomBasisStrategy):
 
     def expand(self, dof: torch.Tensor) -> torch.Tensor:
         flat = dof.new_zeros(self.out_size * self.in_size).index_put((self.scatter_index,), self._blocks(dof))
-        w = flat.view(self.out_size, self.in_size)
-        w = self.domain_cob.from_spectral(w)  # W_spec Q_in^T
-        return self.codomain_cob.from_spectral(w.mT).mT  # Q_out W_spec Q_in^T
+        w = self.domain_cob.from_spectral(flat.view(self.out_size, self.in_size))  # W_spec Q_in^T
+        return self.codomain_cob.from_spectral(w, dim=0)  # Q_out W_spec Q_in^T
 
     def adjoint(self, matrix: torch.Tensor) -> torch.Tensor:
         z = self.domain_cob.to_spectral(matrix)  # G Q_in
-        z = self.codomain_cob.to_spectral(z.mT).mT  # Q_out^T G Q_in
+        z = self.codomain_cob.to_spectral(z, dim=0)  # Q_out^T G Q_in
         values = z.reshape(-1).take(self.scatter_index)
         coefs = []
         for k, (_, (m_out, m_in, _), d, start, count) in enumerate(self._segments):
@@ -60,8 +81,50 @@ class IsotypicExpansion(HomBasisStrategy):
             coefs.append(torch.einsum("ipjq,bpq->ijb", block, getattr(self, f"endo_{k}")).reshape(-1))
         return torch.cat(coefs)
 
+    def apply_expanded(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.expand(dof))
+
+    # ----------------------------------------------------------------------------------------------- spectral
+    def apply_spectral(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W(dof)^T`` without forming ``W``."""
+        lead = x.shape[:-1]
+        z = self.domain_cob.to_spectral(x.reshape(-1, self.in_size)).index_select(1, self.in_gather)
+        rows, pieces, start = z.shape[0], [], 0
+        for k, (dof_slice, (m_out, m_in, e), d, _, _) in enumerate(self._segments):
+            zk = z[:, start : start + m_in * d].view(rows, m_in, d)
+            start += m_in * d
+            theta = dof[dof_slice].view(m_out, m_in * e)
+            if d == 1 and e == 1:  # the only endomorphism is +-1 and was normalised to +1
+                pieces.append(zk.view(rows, m_in) @ theta.mT)
+                continue
+            u = torch.einsum("rjq,bpq->rpjb", zk, getattr(self, f"endo_{k}")).reshape(rows * d, m_in * e)
+            pieces.append((u @ theta.mT).view(rows, d, m_out).transpose(1, 2).reshape(rows, m_out * d))
+        if not self.out_fully_covered:
+            pieces.append(z.new_zeros(rows, 1))
+        y = torch.cat(pieces, dim=1).index_select(1, self.out_gather)
+        return self.codomain_cob.from_spectral(y).view(*lead, self.out_size)
+
+    def apply(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // max(self.in_size, 1)
+        expanded, spectral = self.path_macs(rows)
+        if spectral < expanded:
+            return self.apply_spectral(dof, x)
+        return self.apply_expanded(dof, x)
+
+    # ----------------------------------------------------------------------------------------------- costs
     def expand_macs(self) -> int:
         e_sum = sum(count * shape[2] for _, shape, _, _, count in self._segments)
         cob = self.out_size * self.domain_cob.multiply_adds_per_vector()
         cob += self.in_size * self.codomain_cob.multiply_adds_per_vector()
         return e_sum + cob
+
+    def spectral_macs_per_row(self) -> int:
+        blocks = sum(d * m_out * m_in * e + m_in * e * d * d for _, (m_out, m_in, e), d, _, _ in self._segments)
+        return self.domain_cob.multiply_adds_per_vector() + self.codomain_cob.multiply_adds_per_vector() + blocks
+
+    def path_macs(self, rows: int) -> tuple[int, int]:
+        """Estimated cost ``(expanded, spectral)`` of one ``apply`` on ``rows`` rows, op overhead included."""
+        ops = 3 * len(self._segments) + 6
+        expanded = self.expand_macs() + rows * self.out_size * self.in_size + ops * OP_OVERHEAD_MACS
+        spectral = rows * self.spectral_macs_per_row() + ops * OP_OVERHEAD_MACS
+        return expanded, spectral
