@@ -72,14 +72,15 @@ class HomSpace:
         for s in self.shared:
             m_out, m_in, e = s.shape
             d = s.out.dim
-            # Each output coordinate of type k sees fan_in = m_in * d inputs through weights of variance
-            # var(theta) * e / d (E_b have unit Frobenius norm, orthogonal rows): match torch's per-entry variance.
+            # A spectral output row of type k has m_in * d entries; their variances sum to m_in * var(theta) * e / d
+            # (each E_b has unit Frobenius norm spread evenly over d rows). torch's init gives the row a sum of
+            # fan_in * target, so var(theta) = target * d**2 / e with the block's own fans.
             fan_in, fan_out = m_in * d, m_out * d
             if scheme.startswith("xavier"):
                 target = 2.0 / (fan_in + fan_out)
             else:
                 target = 2.0 / fan_in  # kaiming with gain sqrt(2) (ReLU), fan_in mode
-            std[s.dof_slice] = math.sqrt(target * d / e)
+            std[s.dof_slice] = math.sqrt(target * d * d / e)
         return std
 
     def sample_dof(self, scheme: InitScheme, *, generator=None, device=None, dtype=None) -> torch.Tensor:

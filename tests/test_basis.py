@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import torch
+from conftest import ALL_CASES, FINITE_CASES, rep_pair
+from escnn import group as eg
+from escnn.group import directsum
+
+from symm_layers import BASIS_STRATEGIES, GroupHomomorphismBasis
+from symm_layers.basis import hom_space, nullspace_basis
+
+FAST_STRATEGIES = [name for name in BASIS_STRATEGIES if name != "reference"]
+
+
+def _pair_basis(case, strategy, dtype=torch.float64):
+    in_rep, out_rep = rep_pair(case)
+    return GroupHomomorphismBasis(in_rep, out_rep, strategy, dtype=dtype)
+
+
+@pytest.mark.parametrize("strategy", FAST_STRATEGIES)
+def test_expand_matches_reference(case, strategy):
+    basis, ref = _pair_basis(case, strategy), _pair_basis(case, "reference")
+    dof = torch.randn(basis.dim, dtype=torch.float64)
+    torch.testing.assert_close(basis(dof), ref(dof), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", FAST_STRATEGIES)
+def test_adjoint_matches_reference(case, strategy):
+    basis, ref = _pair_basis(case, strategy), _pair_basis(case, "reference")
+    matrix = torch.randn(basis.out_rep.size, basis.in_rep.size, dtype=torch.float64)
+    torch.testing.assert_close(basis.coefficients(matrix), ref.coefficients(matrix), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", FAST_STRATEGIES)
+def test_adjoint_is_the_autograd_vjp_of_expand(strategy):
+    basis = _pair_basis("D6-mixed", strategy)
+    dof = torch.randn(basis.dim, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(basis.out_rep.size, basis.in_rep.size, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((basis(dof) * upstream).sum(), dof)
+    torch.testing.assert_close(grad, basis.coefficients(upstream), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("path", ["apply_spectral", "apply_expanded"])
+def test_isotypic_paths_match_reference(case, path):
+    basis, ref = _pair_basis(case, "isotypic_expansion"), _pair_basis(case, "reference")
+    dof = torch.randn(basis.dim, dtype=torch.float64)
+    x = torch.randn(3, 5, basis.in_rep.size, dtype=torch.float64)
+    torch.testing.assert_close(getattr(basis.strategy, path)(dof, x), x @ ref(dof).mT, atol=1e-12, rtol=0)
+
+
+def test_cost_model_picks_spectral_path_for_large_batches_of_regular_reps():
+    G = eg.cyclic_group(8)
+    rep = directsum([G.regular_representation] * 16)
+    strategy = GroupHomomorphismBasis(rep, rep).strategy
+    expanded, spectral = strategy.path_macs(256)
+    assert spectral < expanded
+    assert strategy.spectral_macs_per_row() < rep.size**2 / 2
+
+
+@pytest.mark.parametrize("case", FINITE_CASES)
+def test_reference_spans_the_nullspace_of_the_constraint(case):
+    in_rep, out_rep = rep_pair(case)
+    if in_rep.size * out_rep.size > 1200:
+        pytest.skip("the nullspace solve is cubic in D_in * D_out")
+    null = nullspace_basis(in_rep, out_rep, in_rep.group.generators)
+    ref = _pair_basis(case, "reference")
+    assert null.shape[0] == ref.dim
+    stack = ref.strategy.basis.reshape(ref.dim, -1).numpy()
+    residual = null.reshape(null.shape[0], -1) - (null.reshape(null.shape[0], -1) @ stack.T) @ stack
+    assert np.abs(residual).max() < 1e-9
+
+
+def test_reference_basis_is_orthonormal(case):
+    ref = _pair_basis(case, "reference")
+    stack = ref.strategy.basis
+    torch.testing.assert_close(stack @ stack.T, torch.eye(ref.dim, dtype=stack.dtype), atol=1e-12, rtol=0)
+
+
+def test_projection_is_idempotent_and_equivariant():
+    in_rep, out_rep = rep_pair("D4-rotated")
+    basis = GroupHomomorphismBasis(in_rep, out_rep, dtype=torch.float64)
+    w = basis.orthogonal_projection(torch.randn(out_rep.size, in_rep.size, dtype=torch.float64))
+    torch.testing.assert_close(basis.orthogonal_projection(w), w)
+    for g in in_rep.group.elements:
+        a, b = torch.as_tensor(out_rep(g)), torch.as_tensor(in_rep(g))
+        torch.testing.assert_close(a @ w, w @ b)
+
+
+@pytest.mark.parametrize("scheme", ["xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"])
+def test_init_matches_torch_variance_on_regular_reps(scheme):
+    G = eg.dihedral_group(4)
+    in_rep, out_rep = directsum([G.regular_representation] * 12), directsum([G.regular_representation] * 6)
+    basis = GroupHomomorphismBasis(in_rep, out_rep)
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.stack([basis(basis.initialize_params(scheme, generator=gen)) for _ in range(20)])
+    fan_in, fan_out = in_rep.size, out_rep.size
+    expected = 2 / (fan_in + fan_out) if scheme.startswith("xavier") else 2 / fan_in
+    assert weights.var().item() == pytest.approx(expected, rel=0.1)
+
+
+def test_init_scheme_unknown_is_refused():
+    basis = _pair_basis("C8-regular", "isotypic_expansion")
+    with pytest.raises(ValueError, match="xavier_normal"):
+        basis.initialize_params("orthogonal")
+
+
+def test_unknown_strategy_lists_known_ones():
+    in_rep, out_rep = rep_pair("C8-regular")
+    with pytest.raises(ValueError, match="isotypic_expansion.*memory_heavy"):
+        GroupHomomorphismBasis(in_rep, out_rep, "fft")
+
+
+def test_no_equivariant_map_names_the_fix():
+    G = eg.cyclic_group(5)
+    with pytest.raises(ValueError, match="dim Hom_G.*= 0.*add a common irrep"):
+        GroupHomomorphismBasis(G.irrep(1), G.irrep(2))
+
+
+def test_memory_heavy_refuses_over_limit_and_names_isotypic():
+    in_rep, out_rep = rep_pair("D8-regular")
+    with pytest.raises(ValueError, match="isotypic_expansion"):
+        GroupHomomorphismBasis(in_rep, out_rep, "memory_heavy", max_basis_bytes=1024)
+
+
+def test_memory_heavy_rebuilds_in_float64():
+    in_rep, out_rep = rep_pair("D4-rotated")
+    basis = GroupHomomorphismBasis(in_rep, out_rep, "memory_heavy").double()
+    ref = GroupHomomorphismBasis(in_rep, out_rep, "reference", dtype=torch.float64)
+    torch.testing.assert_close(basis.strategy.basis, ref.strategy.basis, atol=1e-14, rtol=0)
+
+
+def test_cost_report_counts(case):
+    basis = _pair_basis(case, "isotypic_expansion", dtype=torch.float32)
+    cost = basis.cost()
+    assert cost.parameters == basis.dim
+    assert cost.buffer_bytes == sum(b.numel() * b.element_size() for b in basis.buffers())
+    assert cost.expand_macs > 0
+    assert cost.apply_macs(10) == cost.expand_macs + 10 * cost.apply_macs_per_row
+
+
+def test_memory_heavy_cost_is_the_stack():
+    basis = _pair_basis("C8-regular", "memory_heavy", dtype=torch.float32)
+    d_out, d_in = basis.out_rep.size, basis.in_rep.size
+    assert basis.cost().buffer_bytes == basis.dim * d_out * d_in * 4
+
+
+def test_dim_counts_endomorphisms_of_complex_irreps():
+    G = eg.cyclic_group(5)
+    space = hom_space(G.irrep(1), directsum([G.irrep(1)] * 3))
+    assert space.dim == 3 * 2  # three copies, endomorphism algebra of a complex irrep is 2-dimensional
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_structured_q_application_round_trip(case):
+    basis = _pair_basis(case, "isotypic_expansion")
+    change = basis.strategy.domain_cob
+    x = torch.randn(4, basis.in_rep.size, dtype=torch.float64)
+    torch.testing.assert_close(change.from_spectral(change.to_spectral(x)), x)
+    q = torch.as_tensor(basis.strategy.space.domain.change_of_basis)
+    order = np.argsort(change.local_position)
+    torch.testing.assert_close(change.to_spectral(x), (x @ q)[:, order])
+
+
+def test_init_std_per_block_is_finite():
+    space = hom_space(*rep_pair("C5-complex-irreps"))
+    std = space.init_std("xavier_normal")
+    assert np.isfinite(std).all() and (std > 0).all()
