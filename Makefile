@@ -19,6 +19,7 @@ results: $(STAMP)
 	$(PY) benchmarks/linear_family.py --profile quick --out results/linear_family
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from escnn.group import Representation
 from torch import nn
 from torch.nn.utils import parametrize
@@ -118,7 +117,7 @@ class InvariantBias(EquivariantModule):
 
 
 class eLinear(EquivariantModule):
-    r"""A linear layer constrained to :math:`\operatorname{Hom}_G(\rho_\text{in}, \rho_\text{out})`, with invariant bias.
+    r"""Linear layer constrained to :math:`\operatorname{Hom}_G(\rho_\text{in}, \rho_\text{out})`, invariant bias.
 
     .. math::
         \rho_\text{out}(g) W = W \rho_\text{in}(g), \qquad \rho_\text{out}(g) b = b \qquad \forall g \in G
@@ -285,9 +284,7 @@ def impose_linear_equivariance(
             f"weight of shape {tuple(weight.shape)} does not match (out_rep.size, in_rep.size) = "
             f"({out_rep.size}, {in_rep.size}); build the layer as nn.Linear({in_rep.size}, {out_rep.size})"
         )
-    basis = GroupHomomorphismBasis(
-        in_rep, out_rep, basis_expansion_scheme, device=weight.device, dtype=weight.dtype
-    )
+    basis = GroupHomomorphismBasis(in_rep, out_rep, basis_expansion_scheme, device=weight.device, dtype=weight.dtype)
     lin.in_rep, lin.out_rep = in_rep, out_rep
     parametrize.register_parametrization(lin, "weight", _HomProjection(basis))
     if getattr(lin, "bias", None) is not None:

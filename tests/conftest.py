@@ -29,7 +29,7 @@ def rotated(rep, seed: int, name: str | None = None):
     return change_basis(rep, random_orthogonal(rep.size, seed), name=name or f"{rep.name}_rot{seed}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rep_pair(case: str):
     """(in_rep, out_rep) for a named case. Cached: escnn construction is the slow part."""
     if case == "C8-regular":

@@ -18,7 +18,5 @@ def resolve_basis(name: str) -> type[HomBasisStrategy]:
         ValueError: for an unknown name, listing the known ones.
     """
     if name not in BASIS_STRATEGIES:
-        raise ValueError(
-            f"unknown basis_expansion_scheme {name!r}; choose one of {', '.join(BASIS_STRATEGIES)}"
-        )
+        raise ValueError(f"unknown basis_expansion_scheme {name!r}; choose one of {', '.join(BASIS_STRATEGIES)}")
     return BASIS_STRATEGIES[name]
