@@ -33,8 +33,8 @@ class eAffine(EquivariantModule):
         - output: ``(..., D)``
 
     Note:
-        ``scale_dof`` follows the order of ``in_rep.irreps`` (one scale per irrep copy). The map is applied with
-        the structured change of basis (``O(D * s)`` per row), so there is no dense matrix to cache.
+        ``scale_dof`` follows the order of ``in_rep.irreps`` (one scale per irrep copy). The map is applied in
+        spectral coordinates with the structured change of basis (``O(D * s)`` per row, ``s`` its block size).
     """
 
     def __init__(
@@ -54,11 +54,7 @@ class eAffine(EquivariantModule):
         self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
         self.change = self.subspace.change
         spectral_of_local = np.argsort(self.change.local_position)
-        self.register_buffer(
-            "copy_of_local",
-            torch.as_tensor(decomposition.copy_index[spectral_of_local], device=device),
-            persistent=False,
-        )
+        self.register_constant("copy_of_local", decomposition.copy_index[spectral_of_local], device=device)
         self.num_scale_dof = decomposition.num_copies
         self.has_bias = bias and self.subspace.dim > 0
         self.num_bias_dof = self.subspace.dim if self.has_bias else 0
@@ -99,9 +95,7 @@ class eAffine(EquivariantModule):
                 self._check_dof(bias_dof, self.num_bias_dof, "bias_dof")
         scaled = self.change.to_spectral(input) * scale_dof.index_select(-1, self.copy_of_local)
         out = self.change.from_spectral(scaled)
-        if self.has_bias:
-            out = out + self.subspace.expand(bias_dof)
-        return out
+        return out + self.subspace.expand(bias_dof) if self.has_bias else out
 
     def _check_dof(self, dof: torch.Tensor | None, count: int, what: str) -> None:
         if dof is None or dof.shape[-1] != count:

@@ -6,14 +6,16 @@ import torch
 from escnn.group import Representation
 from torch import nn
 
+from ._constants import ConstantsModule
 from .cache import clear_caches
 
 
-class EquivariantModule(nn.Module):
+class EquivariantModule(ConstantsModule):
     """A layer mapping features of ``in_rep`` to features of ``out_rep``.
 
     Subclasses implement ``forward`` and :meth:`export`; this base checks feature sizes with an error that names
-    the fix, and clears caches held directly by the module whenever ``.to()``/``.double()`` rebuild its tensors.
+    the fix, clears caches held directly by the module whenever ``.to()``/``.double()`` rebuild its tensors, and
+    (through :class:`ConstantsModule`) rebuilds floating constants from float64 masters on a dtype change.
     """
 
     in_rep: Representation

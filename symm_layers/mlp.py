@@ -1,0 +1,393 @@
+"""Multilayer perceptrons: eMLP and its plain twin MLP, both built by :class:`_PerceptronStack`.
+
+The stack receives the feature spaces and a :class:`LinearFamily` (eLinear/InvariantBias over representations, or
+nn.Linear/_Bias over sizes) and owns the wiring, the activations and the gradient normalisation.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from escnn.group import Representation, directsum
+from torch import nn
+
+from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from .basis import INIT_SCHEMES
+from .linear import InvariantBias, eLinear
+from .module import EquivariantModule
+from .reps import check_same_group
+from .testing import group_elements
+
+__all__ = ["ACTIVATIONS", "GradientNormalization", "MLP", "eMLP"]
+
+GradientNormalization = Literal["element", "path"]
+ActivationName = Literal["relu", "gelu", "silu", "tanh", "elu", "identity"]
+
+ActivationFactory = Callable[[], nn.Module]
+
+#: Pointwise activations by name; each entry is a zero-argument factory, called once per layer.
+ACTIVATIONS: dict[str, ActivationFactory] = dict(relu=nn.ReLU, gelu=nn.GELU, silu=nn.SiLU, tanh=nn.Tanh, elu=nn.ELU)
+ACTIVATIONS["identity"] = nn.Identity
+GRADIENT_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
+PERMUTATION_TOL = 1e-6
+
+
+class LinearFamily(NamedTuple):
+    """How to build one layer between two feature spaces (representations or sizes)."""
+
+    linear: Callable[[Any, Any], nn.Module]  # (in_space, out_space) -> bias-free linear map
+    bias: Callable[[Any], nn.Module]  # out_space -> module computing y + b, with reset_parameters(scheme)
+    init_linear: Callable[[nn.Module, str], None]  # (linear, init_scheme) -> draws its weights in place
+
+
+class _Bias(nn.Module):
+    """``y + b`` with an unconstrained ``b``, initialised like :class:`InvariantBias` (``U(+-1/sqrt(size))``)."""
+
+    def __init__(self, size: int, *, device=None, dtype=None) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(size, device=device, dtype=dtype))
+
+    @torch.no_grad()
+    def reset_parameters(self, scheme: str = "uniform") -> None:
+        bound = 1.0 / math.sqrt(self.bias.numel())
+        self.bias.uniform_(-bound, bound)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return input + self.bias
+
+    def extra_repr(self) -> str:
+        return f"size={self.bias.numel()}"
+
+
+class _Dense(nn.Module):
+    """``scale * linear(x) + bias``: one layer of the stack; ``scale`` is a Python constant (1 for "element")."""
+
+    def __init__(self, linear: nn.Module, bias: nn.Module | None, fan_in: int, gradient_normalization: str):
+        super().__init__()
+        self.linear, self.bias = linear, bias
+        self.fan_in = fan_in
+        self.scale = 1.0 / math.sqrt(fan_in) if gradient_normalization == "path" else 1.0
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        out = self.linear(input)
+        if self.scale != 1.0:
+            out = out * self.scale
+        return out if self.bias is None else self.bias(out)
+
+    def extra_repr(self) -> str:
+        return f"fan_in={self.fan_in}, scale={self.scale:.4g}"
+
+
+def _resolve_activation(activation: str | Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    if callable(activation) and not isinstance(activation, nn.Module):
+        return activation
+    raise ValueError(
+        f"activation must be one of {', '.join(ACTIVATIONS)} or a zero-argument factory returning a fresh module "
+        f"(e.g. nn.GELU), got {activation!r}; a module instance would be shared by every layer"
+    )
+
+
+@dataclass(frozen=True)
+class PerceptronOptions:
+    """The options eMLP and MLP share (validated here once); ``export`` hands them to the plain twin."""
+
+    activation: ActivationName | ActivationFactory
+    output_activation: bool
+    bias: bool
+    gradient_normalization: GradientNormalization
+    dropout: float
+
+    def __post_init__(self) -> None:
+        _resolve_activation(self.activation)
+        if self.gradient_normalization not in GRADIENT_NORMALIZATIONS:
+            raise ValueError(
+                f"unknown gradient_normalization {self.gradient_normalization!r}; choose 'element' (weights drawn "
+                "with variance ~1/fan_in) or 'path' (unit-scale weights, forward scaled by 1/sqrt(fan_in))"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class _PerceptronStack(nn.Module):
+    """``features[0] -> ... -> features[-1]`` through dense layers, activations after every hidden layer."""
+
+    def __init__(
+        self, features: Sequence[Any], family: LinearFamily, options: PerceptronOptions, init_scheme: str | None
+    ) -> None:
+        super().__init__()
+        self.options = options
+        self._init_linear = family.init_linear
+        make_activation = _resolve_activation(options.activation)
+        layers: list[nn.Module] = []
+        num_hidden = len(features) - 2
+        for i, (f_in, f_out) in enumerate(zip(features[:-1], features[1:], strict=True)):
+            bias = family.bias(f_out) if options.bias else None
+            layers.append(_Dense(family.linear(f_in, f_out), bias, _size(f_in), options.gradient_normalization))
+            if i < num_hidden or options.output_activation:
+                layers.append(make_activation())
+            if i < num_hidden and options.dropout > 0:
+                layers.append(nn.Dropout(options.dropout))
+        self.layers = nn.Sequential(*layers)
+        if init_scheme is not None:
+            self.reset_parameters(init_scheme)
+
+    def dense_layers(self) -> list[_Dense]:
+        return [m for m in self.layers if isinstance(m, _Dense)]
+
+    @torch.no_grad()
+    def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
+        for dense in self.dense_layers():
+            self._init_linear(dense.linear, scheme)
+            if dense.scale != 1.0:  # "path": unit-scale weights, the 1/sqrt(fan_in) moves into the forward
+                for p in dense.linear.parameters():
+                    p.mul_(1.0 / dense.scale)
+            if dense.bias is not None:
+                dense.bias.reset_parameters("uniform")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.layers(input)
+
+
+def _regular_copies(group, width: int, what: str) -> Representation:
+    if group.continuous:
+        raise ValueError(
+            f"{what}: integer width {width} needs a regular representation, which {group.name} (continuous) has "
+            "not; pass a Representation instead (e.g. a band-limited regular one) with a norm nonlinearity"
+        )
+    order = group.order()
+    if width <= 0 or width % order:
+        lower, upper = (width // order) * order, (width // order + 1) * order
+        nearest = f"{lower} or {upper}" if lower > 0 else f"{upper}"
+        raise ValueError(
+            f"{what}: width {width} is not a positive multiple of |{group.name}| = {order}; integer widths mean "
+            f"copies of the regular representation, so use {nearest}"
+        )
+    return directsum([group.regular_representation] * (width // order), name=f"{width // order}x_regular")
+
+
+def _is_permutation_representation(rep: Representation) -> bool:
+    """True when ``rep(g)`` is a 0/1 permutation matrix for every checked element (all, for finite groups)."""
+    for g in group_elements(rep.group):
+        matrix = np.asarray(rep(g), dtype=np.float64)
+        rounded = np.round(matrix)
+        if np.abs(matrix - rounded).max() > PERMUTATION_TOL or not np.isin(rounded, (0.0, 1.0)).all():
+            return False
+        if not ((rounded.sum(axis=0) == 1).all() and (rounded.sum(axis=1) == 1).all()):
+            return False
+    return True
+
+
+def _check_pointwise_safe(rep: Representation, what: str) -> None:
+    if not _is_permutation_representation(rep):
+        raise ValueError(
+            f"{what} '{rep.name}' does not act by permutation matrices in its coordinate basis, so a pointwise "
+            "activation would break equivariance (sigma(rho(g) x) != rho(g) sigma(x)); use regular/permutation "
+            "representations for hidden layers, or an irrep-wise (norm) nonlinearity"
+        )
+
+
+def _init_plain(linear: nn.Linear, scheme: str) -> None:
+    """torch's own ``nn.init.<scheme>_`` (eLinear matches its variance per isotypic block)."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init_scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    getattr(nn.init, f"{scheme}_")(linear.weight)
+
+
+def _size(space: Any) -> int:
+    return space.size if isinstance(space, Representation) else int(space)
+
+
+class eMLP(EquivariantModule):
+    r"""Multilayer perceptron of eLinear layers and pointwise activations on permutation representations.
+
+    .. math::
+        f = L_n \circ \sigma \circ L_{n-1} \circ \cdots \circ \sigma \circ L_1, \qquad
+        f(\rho_\text{in}(g) x) = \rho_\text{out}(g) f(x)
+
+    Each :math:`L_k` is G-equivariant, and a pointwise :math:`\sigma` commutes with :math:`\rho(g)` whenever
+    :math:`\rho(g)` is a permutation matrix, which is checked for every hidden representation.
+
+    Args:
+        in_rep: input representation.
+        out_rep: output representation (same group).
+        hidden_units: per hidden layer, a width (``w // |G|`` copies of the regular representation; ``w`` must
+            be a multiple of ``|G|``) or a Representation acting by permutation matrices.
+        activation: a name from :data:`ACTIVATIONS` or a zero-argument factory called once per layer.
+        output_activation: also apply the activation after the last layer (``out_rep`` must then be a
+            permutation representation).
+        bias: add an invariant bias to every layer.
+        gradient_normalization: ``"element"``: weights drawn by ``init_scheme`` (variance ~1/fan_in), forward
+            unscaled. ``"path"``: the same draw multiplied by ``sqrt(fan_in)`` (unit-scale weights) and each
+            layer's output multiplied by ``1/sqrt(fan_in)`` before its bias, with ``fan_in = in_rep.size`` of the
+            layer. The two compute the same function at init; under "path" the weight gradients are
+            ``1/sqrt(fan_in)`` times smaller, so every layer learns at the same rate whatever its width.
+        basis_expansion_scheme, weight_cache: passed to every :class:`eLinear`.
+        init_scheme: weight init of every layer (see :class:`eLinear`); biases are drawn ``U(+-1/sqrt(size))``
+            on the invariant subspace. ``None`` skips initialisation.
+        dropout: probability of the dropout after each hidden activation (equivariant in distribution, since
+            hidden representations permute coordinates).
+        device, dtype: factory kwargs.
+
+    Shape:
+        ``(..., in_rep.size)`` -> ``(..., out_rep.size)``.
+
+    Raises:
+        ValueError: for a width that is not a multiple of ``|G|``, a hidden (or activated output) representation
+            that is not a permutation representation, representations of different groups, an unknown
+            activation or gradient normalisation, or input of the wrong feature size.
+
+    Example:
+        >>> from escnn.group import cyclic_group
+        >>> G = cyclic_group(4)
+        >>> mlp = eMLP(G.regular_representation, G.trivial_representation, [16, 8])
+        >>> mlp(torch.randn(3, 4)).shape
+        torch.Size([3, 1])
+    """
+
+    def __init__(
+        self,
+        in_rep: Representation,
+        out_rep: Representation,
+        hidden_units: Sequence[int] | Sequence[Representation],
+        activation: ActivationName | Callable[[], nn.Module] = "gelu",
+        output_activation: bool = False,
+        bias: bool = True,
+        gradient_normalization: GradientNormalization = "element",
+        *,
+        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        weight_cache: WeightCacheMode = "cached",
+        init_scheme: InitScheme | None = "xavier_normal",
+        dropout: float = 0.0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        options = PerceptronOptions(activation, output_activation, bias, gradient_normalization, dropout)
+        check_same_group(in_rep, out_rep)
+        hidden = [
+            h if isinstance(h, Representation) else _regular_copies(in_rep.group, int(h), f"hidden layer {i}")
+            for i, h in enumerate(hidden_units)
+        ]
+        check_same_group(in_rep, out_rep, *hidden)
+        for i, rep in enumerate(hidden):
+            _check_pointwise_safe(rep, f"hidden representation {i}")
+        if output_activation:
+            _check_pointwise_safe(out_rep, "out_rep (output_activation=True)")
+        self.in_rep, self.out_rep, self.hidden_reps = in_rep, out_rep, tuple(hidden)
+        shared = dict(weight_cache=weight_cache, init_scheme=None, device=device, dtype=dtype)
+        family = LinearFamily(
+            linear=functools.partial(eLinear, bias=False, basis_expansion_scheme=basis_expansion_scheme, **shared),
+            bias=functools.partial(InvariantBias, **shared),
+            init_linear=eLinear.reset_parameters,
+        )
+        features = [in_rep, *hidden, out_rep]
+        self.stack = _PerceptronStack(features, family, options, init_scheme)
+
+    def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
+        self.stack.reset_parameters(scheme)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() == 0 or input.shape[-1] != self.in_rep.size:
+            self.check_features(input)
+        return self.stack(input)
+
+    @torch.no_grad()
+    def export(self) -> MLP:
+        """The plain :class:`MLP` with the same sizes, options and current parameters (same outputs)."""
+        stack = self.stack
+        reference = stack.dense_layers()[0].linear.weight_dof
+        sizes = [rep.size for rep in self.hidden_reps]
+        factory = dict(init_scheme=None, device=reference.device, dtype=reference.dtype)
+        plain = MLP(self.in_rep.size, self.out_rep.size, sizes, **vars(stack.options), **factory)
+        for source, target in zip(stack.layers, plain.stack.layers, strict=True):
+            if isinstance(source, _Dense):
+                target.linear.weight.copy_(source.linear.weight)
+                if source.bias is not None:  # an InvariantBias owns no bias when out_rep has no trivial irrep
+                    target.bias.bias.zero_()
+                    if source.bias.has_bias:
+                        target.bias.bias.copy_(source.bias.bias)
+            else:
+                target.load_state_dict(source.state_dict())
+        return plain
+
+    def extra_repr(self) -> str:
+        widths = " -> ".join(str(rep.size) for rep in (self.in_rep, *self.hidden_reps, self.out_rep))
+        normalization = self.stack.options.gradient_normalization
+        return f"group={self.in_rep.group.name}, features={widths}, gradient_normalization={normalization}"
+
+
+class MLP(nn.Module):
+    r"""The plain twin of :class:`eMLP` (same stack, unconstrained ``nn.Linear`` layers); what ``export`` returns.
+
+    .. math::
+        L_k(x) = s_k W_k x + b_k, \qquad s_k = 1 \text{ (element) or } 1/\sqrt{\text{fan\_in}_k} \text{ (path)}
+
+    The options mean what they mean for :class:`eMLP`, so with the trivial group both compute the same functions.
+
+    Args:
+        in_dim, out_dim: feature sizes; ``hidden_units``: any positive widths. Weights are drawn by
+            ``torch.nn.init.<init_scheme>_``, biases ``U(+-1/sqrt(size))``.
+
+    Shape:
+        ``(..., in_dim)`` -> ``(..., out_dim)``.
+
+    Raises:
+        ValueError: for a non-positive width, an unknown option, or input of the wrong feature size.
+
+    Example:
+        >>> MLP(4, 1, [16, 8])(torch.randn(3, 4)).shape
+        torch.Size([3, 1])
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_units: Sequence[int],
+        activation: ActivationName | Callable[[], nn.Module] = "gelu",
+        output_activation: bool = False,
+        bias: bool = True,
+        gradient_normalization: GradientNormalization = "element",
+        *,
+        init_scheme: InitScheme | None = "xavier_normal",
+        dropout: float = 0.0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        options = PerceptronOptions(activation, output_activation, bias, gradient_normalization, dropout)
+        features = [int(in_dim), *(int(w) for w in hidden_units), int(out_dim)]
+        if min(features) <= 0:
+            raise ValueError(f"every width must be a positive integer, got {features}")
+        self.features = tuple(features)
+        self.in_features, self.out_features = features[0], features[-1]
+        family = LinearFamily(
+            linear=functools.partial(nn.Linear, bias=False, device=device, dtype=dtype),
+            bias=functools.partial(_Bias, device=device, dtype=dtype),
+            init_linear=_init_plain,
+        )
+        self.stack = _PerceptronStack(features, family, options, init_scheme)
+
+    def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
+        self.stack.reset_parameters(scheme)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() == 0 or input.shape[-1] != self.in_features:
+            got = tuple(input.shape)
+            raise ValueError(
+                f"MLP: input of shape {got} has last dimension {got[-1] if got else None}, expected "
+                f"{self.in_features}; reshape features to (..., {self.in_features})"
+            )
+        return self.stack(input)
+
+    def extra_repr(self) -> str:
+        widths = " -> ".join(map(str, self.features))
+        return f"features={widths}, gradient_normalization={self.stack.options.gradient_normalization}"
