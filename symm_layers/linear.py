@@ -183,12 +183,14 @@ class eLinear(EquivariantModule):
             if bias
             else None
         )
+        self.init_scheme = init_scheme or "xavier_normal"
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
     @torch.no_grad()
-    def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
-        """Draw DoFs with the variance of torch's ``scheme``; the bias as ``nn.Linear`` does (uniform)."""
+    def reset_parameters(self, scheme: InitScheme | None = None) -> None:
+        """Draw DoFs with the variance of torch's ``scheme`` (default: the constructor's); the bias uniformly."""
+        scheme = scheme or self.init_scheme
         self.weight_dof.copy_(self.basis.initialize_params(scheme, dtype=self.weight_dof.dtype))
         if self.bias_module is not None and self.bias_module.has_bias:
             self.bias_module.reset_parameters("uniform")

@@ -153,7 +153,8 @@ class eLayerNorm(EquivariantModule):
             if self.centring == "projection":
                 centre = nn.Linear(size, size, bias=False, device=device, dtype=dtype)
                 with torch.no_grad():
-                    centre.weight.copy_(torch.eye(size, device=device, dtype=dtype) - torch.outer(*[self.direction] * 2))
+                    eye = torch.eye(size, device=device, dtype=dtype)
+                    centre.weight.copy_(eye - torch.outer(self.direction, self.direction))
                 head.insert(0, centre)
         return nn.Sequential(*head, *_export_tail(self.affine))
 
@@ -249,7 +250,8 @@ class eBatchNorm(EquivariantModule):
         else:
             squares = z.new_zeros(*z.shape[:-1], self.num_copies).index_add(-1, self.copy_of_local, z * z)
             squares = squares / self.norm_divisor
-            norms = squares.mean(dim=axes, keepdim=True) if self.reduce == "mean" else squares.amax(dim=axes, keepdim=True)
+            reduce = torch.mean if self.reduce == "mean" else torch.amax
+            norms = reduce(squares, dim=axes, keepdim=True)
             if self.training and not self.instance:
                 self._update_running(mean if self.num_trivial else None, norms)
         scale = (norms + self.eps).rsqrt()
