@@ -1,19 +1,59 @@
 """symm_layers: G-equivariant neural-network layers with swappable implementation strategies."""
 
+from .activations import ACTIVATIONS
 from .affine import eAffine
+from .attention import (
+    AbsolutePositionalAttention,
+    MultiheadAttention,
+    RelativePositionalAttention,
+    eAbsolutePositionalAttention,
+    eMultiheadAttention,
+    eRelativePositionalAttention,
+)
 from .basis import BASIS_STRATEGIES, GroupHomomorphismBasis
 from .cache import WEIGHT_CACHE_MODES, DerivedTensorCache
 from .linear import InvariantBias, eLinear, impose_linear_equivariance
+from .mlp import MLP, eMLP
+from .models import CondTransformerRegressor, eCondTransformerRegressor
+from .normalization import NORM_MODULES, BatchNormLastDim, eBatchNorm, eLayerNorm, eRMSNorm
 from .reps import decompose
+from .transformer import (
+    TransformerDecoderLayer,
+    TransformerEncoderLayer,
+    TransformerStack,
+    eTransformerDecoderLayer,
+    eTransformerEncoderLayer,
+)
 
 __all__ = [
+    "ACTIVATIONS",
     "BASIS_STRATEGIES",
+    "NORM_MODULES",
     "WEIGHT_CACHE_MODES",
+    "AbsolutePositionalAttention",
+    "BatchNormLastDim",
+    "CondTransformerRegressor",
     "DerivedTensorCache",
     "GroupHomomorphismBasis",
     "InvariantBias",
+    "MLP",
+    "MultiheadAttention",
+    "RelativePositionalAttention",
+    "TransformerDecoderLayer",
+    "TransformerEncoderLayer",
+    "TransformerStack",
     "decompose",
+    "eAbsolutePositionalAttention",
     "eAffine",
+    "eBatchNorm",
+    "eCondTransformerRegressor",
+    "eLayerNorm",
     "eLinear",
+    "eMLP",
+    "eMultiheadAttention",
+    "eRMSNorm",
+    "eRelativePositionalAttention",
+    "eTransformerDecoderLayer",
+    "eTransformerEncoderLayer",
     "impose_linear_equivariance",
 ]

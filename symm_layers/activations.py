@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable
 
 import numpy as np
-from escnn.group import Representation
+from escnn.group import Representation, directsum
 from torch import nn
 
 from .testing import group_elements
@@ -21,13 +21,22 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 Activation = str | Callable[[], nn.Module] | nn.Module
+PERMUTATION_TOL = 1e-6
+
+
+def check_activation(activation: Activation) -> None:
+    """Raise ``ValueError`` for an unknown name or something that is neither a factory nor a module."""
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    elif not callable(activation):
+        raise ValueError(f"activation must be a name, a zero-argument factory or a module, got {activation!r}")
 
 
 def make_activation(activation: Activation) -> nn.Module:
     """A fresh activation module: from a name, a zero-argument factory, or a copy of a given module."""
+    check_activation(activation)
     if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         return ACTIVATIONS[activation]()
     if isinstance(activation, nn.Module):
         return copy.deepcopy(activation)
@@ -38,21 +47,40 @@ def make_activation(activation: Activation) -> nn.Module:
 
 
 def is_permutation_representation(rep: Representation) -> bool:
-    """True when every checked ``rep(g)`` is a 0/1 permutation matrix (pointwise maps then commute with it)."""
+    """True when ``rep(g)`` is a 0/1 permutation matrix for every checked element (all, for finite groups)."""
     for g in group_elements(rep.group):
-        m = np.asarray(rep(g))
-        if not (np.allclose(np.abs(m).sum(0), 1) and np.allclose(np.abs(m).sum(1), 1) and np.allclose(m, np.abs(m))):
+        matrix = np.asarray(rep(g), dtype=np.float64)
+        rounded = np.round(matrix)
+        if np.abs(matrix - rounded).max() > PERMUTATION_TOL or not np.isin(rounded, (0.0, 1.0)).all():
             return False
-        if not np.allclose(m, np.round(m)):
+        if not ((rounded.sum(axis=0) == 1).all() and (rounded.sum(axis=1) == 1).all()):
             return False
     return True
 
 
-def check_pointwise_activation(rep: Representation, where: str) -> None:
+def check_pointwise_activation(rep: Representation, what: str) -> None:
     """Refuse a pointwise nonlinearity on a representation that does not permute coordinates."""
     if not is_permutation_representation(rep):
         raise ValueError(
-            f"{where}: a pointwise activation is equivariant only on permutation representations, and "
-            f"'{rep.name}' is not one (its matrices are not 0/1 permutations); use regular/permutation "
-            "representations for hidden features, or an irrep-wise (norm) nonlinearity"
+            f"{what} '{rep.name}' does not act by permutation matrices in its coordinate basis, so a pointwise "
+            "activation would break equivariance (sigma(rho(g) x) != rho(g) sigma(x)); use regular/permutation "
+            "representations for hidden layers, or an irrep-wise (norm) nonlinearity"
         )
+
+
+def regular_copies(group, width: int, what: str) -> Representation:
+    """``width / |G|`` copies of the regular representation; ``width`` must be a positive multiple of ``|G|``."""
+    if group.continuous:
+        raise ValueError(
+            f"{what}: integer width {width} needs a regular representation, which {group.name} (continuous) has "
+            "not; pass a Representation instead (e.g. a band-limited regular one) with a norm nonlinearity"
+        )
+    order = group.order()
+    if width <= 0 or width % order:
+        lower, upper = (width // order) * order, (width // order + 1) * order
+        nearest = f"{lower} or {upper}" if lower > 0 else f"{upper}"
+        raise ValueError(
+            f"{what}: width {width} is not a positive multiple of |{group.name}| = {order}; integer widths mean "
+            f"copies of the regular representation, so use {nearest}"
+        )
+    return directsum([group.regular_representation] * (width // order), name=f"{width // order}x_regular")

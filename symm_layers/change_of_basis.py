@@ -77,4 +77,3 @@ class StructuredChangeOfBasis(ConstantsModule):
         if not self.rows_are_ordered:
             y = y.index_select(dim, self.from_local_rows)
         return y
-

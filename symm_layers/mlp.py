@@ -12,30 +12,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-import numpy as np
 import torch
-from escnn.group import Representation, directsum
+from escnn.group import Representation
 from torch import nn
 
 from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from .activations import (
+    ACTIVATIONS,
+    Activation,
+    check_activation,
+    check_pointwise_activation,
+    make_activation,
+    regular_copies,
+)
 from .basis import INIT_SCHEMES
 from .linear import InvariantBias, eLinear
 from .module import EquivariantModule
 from .reps import check_same_group
-from .testing import group_elements
 
 __all__ = ["ACTIVATIONS", "GradientNormalization", "MLP", "eMLP"]
 
 GradientNormalization = Literal["element", "path"]
-ActivationName = Literal["relu", "gelu", "silu", "tanh", "elu", "identity"]
 
-ActivationFactory = Callable[[], nn.Module]
-
-#: Pointwise activations by name; each entry is a zero-argument factory, called once per layer.
-ACTIVATIONS: dict[str, ActivationFactory] = dict(relu=nn.ReLU, gelu=nn.GELU, silu=nn.SiLU, tanh=nn.Tanh, elu=nn.ELU)
-ACTIVATIONS["identity"] = nn.Identity
 GRADIENT_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
-PERMUTATION_TOL = 1e-6
 
 
 class LinearFamily(NamedTuple):
@@ -84,22 +83,16 @@ class _Dense(nn.Module):
         return f"fan_in={self.fan_in}, scale={self.scale:.4g}"
 
 
-def _resolve_activation(activation: str | Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-    if isinstance(activation, str) and activation in ACTIVATIONS:
-        return ACTIVATIONS[activation]
-    if callable(activation) and not isinstance(activation, nn.Module):
-        return activation
-    raise ValueError(
-        f"activation must be one of {', '.join(ACTIVATIONS)} or a zero-argument factory returning a fresh module "
-        f"(e.g. nn.GELU), got {activation!r}; a module instance would be shared by every layer"
-    )
+def _resolve_activation(activation: Activation) -> Callable[[], nn.Module]:
+    check_activation(activation)
+    return lambda: make_activation(activation)
 
 
 @dataclass(frozen=True)
 class PerceptronOptions:
     """The options eMLP and MLP share (validated here once); ``export`` hands them to the plain twin."""
 
-    activation: ActivationName | ActivationFactory
+    activation: Activation
     output_activation: bool
     bias: bool
     gradient_normalization: GradientNormalization
@@ -156,44 +149,6 @@ class _PerceptronStack(nn.Module):
         return self.layers(input)
 
 
-def _regular_copies(group, width: int, what: str) -> Representation:
-    if group.continuous:
-        raise ValueError(
-            f"{what}: integer width {width} needs a regular representation, which {group.name} (continuous) has "
-            "not; pass a Representation instead (e.g. a band-limited regular one) with a norm nonlinearity"
-        )
-    order = group.order()
-    if width <= 0 or width % order:
-        lower, upper = (width // order) * order, (width // order + 1) * order
-        nearest = f"{lower} or {upper}" if lower > 0 else f"{upper}"
-        raise ValueError(
-            f"{what}: width {width} is not a positive multiple of |{group.name}| = {order}; integer widths mean "
-            f"copies of the regular representation, so use {nearest}"
-        )
-    return directsum([group.regular_representation] * (width // order), name=f"{width // order}x_regular")
-
-
-def _is_permutation_representation(rep: Representation) -> bool:
-    """True when ``rep(g)`` is a 0/1 permutation matrix for every checked element (all, for finite groups)."""
-    for g in group_elements(rep.group):
-        matrix = np.asarray(rep(g), dtype=np.float64)
-        rounded = np.round(matrix)
-        if np.abs(matrix - rounded).max() > PERMUTATION_TOL or not np.isin(rounded, (0.0, 1.0)).all():
-            return False
-        if not ((rounded.sum(axis=0) == 1).all() and (rounded.sum(axis=1) == 1).all()):
-            return False
-    return True
-
-
-def _check_pointwise_safe(rep: Representation, what: str) -> None:
-    if not _is_permutation_representation(rep):
-        raise ValueError(
-            f"{what} '{rep.name}' does not act by permutation matrices in its coordinate basis, so a pointwise "
-            "activation would break equivariance (sigma(rho(g) x) != rho(g) sigma(x)); use regular/permutation "
-            "representations for hidden layers, or an irrep-wise (norm) nonlinearity"
-        )
-
-
 def _init_plain(linear: nn.Linear, scheme: str) -> None:
     """torch's own ``nn.init.<scheme>_`` (eLinear matches its variance per isotypic block)."""
     if scheme not in INIT_SCHEMES:
@@ -220,15 +175,16 @@ class eMLP(EquivariantModule):
         out_rep: output representation (same group).
         hidden_units: per hidden layer, a width (``w // |G|`` copies of the regular representation; ``w`` must
             be a multiple of ``|G|``) or a Representation acting by permutation matrices.
-        activation: a name from :data:`ACTIVATIONS` or a zero-argument factory called once per layer.
+        activation: a name from :data:`ACTIVATIONS`, a zero-argument factory, or a module (deep-copied per layer).
         output_activation: also apply the activation after the last layer (``out_rep`` must then be a
             permutation representation).
         bias: add an invariant bias to every layer.
         gradient_normalization: ``"element"``: weights drawn by ``init_scheme`` (variance ~1/fan_in), forward
-            unscaled. ``"path"``: the same draw multiplied by ``sqrt(fan_in)`` (unit-scale weights) and each
-            layer's output multiplied by ``1/sqrt(fan_in)`` before its bias, with ``fan_in = in_rep.size`` of the
-            layer. The two compute the same function at init; under "path" the weight gradients are
-            ``1/sqrt(fan_in)`` times smaller, so every layer learns at the same rate whatever its width.
+            unscaled. ``"path"``: the same draw multiplied by ``sqrt(fan_in)`` and each layer's output
+            multiplied by the constant ``1/sqrt(fan_in)`` before its bias (``fan_in`` = the layer's input size).
+            The weights then have ``fan_in`` times the scheme's variance (1 for square xavier layers, 2 for
+            kaiming), the same draw gives the same function under both, and the "path" weight gradients are
+            ``sqrt(fan_in)`` times smaller (e3nn's meaning: each layer learns at a rate independent of width).
         basis_expansion_scheme, weight_cache: passed to every :class:`eLinear`.
         init_scheme: weight init of every layer (see :class:`eLinear`); biases are drawn ``U(+-1/sqrt(size))``
             on the invariant subspace. ``None`` skips initialisation.
@@ -257,7 +213,7 @@ class eMLP(EquivariantModule):
         in_rep: Representation,
         out_rep: Representation,
         hidden_units: Sequence[int] | Sequence[Representation],
-        activation: ActivationName | Callable[[], nn.Module] = "gelu",
+        activation: Activation = "gelu",
         output_activation: bool = False,
         bias: bool = True,
         gradient_normalization: GradientNormalization = "element",
@@ -273,14 +229,14 @@ class eMLP(EquivariantModule):
         options = PerceptronOptions(activation, output_activation, bias, gradient_normalization, dropout)
         check_same_group(in_rep, out_rep)
         hidden = [
-            h if isinstance(h, Representation) else _regular_copies(in_rep.group, int(h), f"hidden layer {i}")
+            h if isinstance(h, Representation) else regular_copies(in_rep.group, int(h), f"hidden layer {i}")
             for i, h in enumerate(hidden_units)
         ]
         check_same_group(in_rep, out_rep, *hidden)
         for i, rep in enumerate(hidden):
-            _check_pointwise_safe(rep, f"hidden representation {i}")
+            check_pointwise_activation(rep, f"hidden representation {i}")
         if output_activation:
-            _check_pointwise_safe(out_rep, "out_rep (output_activation=True)")
+            check_pointwise_activation(out_rep, "out_rep (output_activation=True)")
         self.in_rep, self.out_rep, self.hidden_reps = in_rep, out_rep, tuple(hidden)
         shared = dict(weight_cache=weight_cache, init_scheme=None, device=device, dtype=dtype)
         family = LinearFamily(
@@ -352,7 +308,7 @@ class MLP(nn.Module):
         in_dim: int,
         out_dim: int,
         hidden_units: Sequence[int],
-        activation: ActivationName | Callable[[], nn.Module] = "gelu",
+        activation: Activation = "gelu",
         output_activation: bool = False,
         bias: bool = True,
         gradient_normalization: GradientNormalization = "element",

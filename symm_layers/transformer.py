@@ -12,11 +12,11 @@ from __future__ import annotations
 import copy
 
 import torch
-from escnn.group import Representation, directsum
+from escnn.group import Representation
 from torch import nn
 
 from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
-from .activations import Activation, make_activation
+from .activations import Activation, make_activation, regular_copies
 from .attention import MultiheadAttention
 from .linear import eLinear
 from .module import EquivariantModule
@@ -24,16 +24,8 @@ from .normalization import build_norm, build_plain_norm
 
 
 def regular_hidden_rep(in_rep: Representation, width: int, what: str = "dim_feedforward") -> Representation:
-    """``directsum`` of ``width / |G|`` regular representations; ``width`` must be a multiple of ``|G|``."""
-    group = in_rep.group
-    order = group.regular_representation.size
-    if width <= 0 or width % order:
-        lower = max(order, width - width % order)
-        raise ValueError(
-            f"{what}={width} is not a positive multiple of |G| = {order} for {group.name}; use {lower} or "
-            f"{lower + order}"
-        )
-    return directsum([group.regular_representation] * (width // order))
+    """``directsum`` of ``width / |G|`` regular representations of ``in_rep``'s group."""
+    return regular_copies(in_rep.group, width, what)
 
 
 class _Residual(nn.Module):

@@ -119,7 +119,7 @@ def test_plain_decoder_runs_with_every_norm():
 
 def test_feedforward_width_must_be_a_multiple_of_group_order():
     rep = REPS["D4-regular"]
-    with pytest.raises(ValueError, match="multiple of \\|G\\| = 8.*use 24 or 32"):
+    with pytest.raises(ValueError, match="multiple of \\|D4\\| = 8.*use 24 or 32"):
         eTransformerEncoderLayer(rep, eMultiheadAttention(rep, 1), dim_feedforward=30)
 
 

@@ -1,0 +1,5 @@
+"""Models assembled from symm_layers parts."""
+
+from .regressor import CondTransformerRegressor, eCondTransformerRegressor
+
+__all__ = ["CondTransformerRegressor", "eCondTransformerRegressor"]
