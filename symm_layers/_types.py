@@ -6,3 +6,4 @@ BasisExpansionScheme = Literal["isotypic_expansion", "memory_heavy", "reference"
 WeightCacheMode = Literal["cached", "uncached"]
 InitScheme = Literal["xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"]
 AffineInitScheme = Literal["identity", "random"]
+GradientNormalization = Literal["element", "path"]

@@ -1,10 +1,8 @@
 """Multi-head attention, equivariant and plain, with optional positional encodings.
 
-One forward (:class:`_AttentionCore`) serves every class; what differs is injected in ``__init__``: the input
-projection ``in_proj`` (``D -> 3D``, query/key/value stacked as in ``torch.nn.MultiheadAttention``), the output
-projection ``out_proj`` and a ``positional`` strategy that may shift the query/key inputs or bias the logits.
-The equivariant classes inject :class:`~symm_layers.linear.eLinear` maps and invariant positional terms; their
-``export()`` returns the plain twin with the same parameters and outputs.
+One forward (:class:`_AttentionCore`) serves every class; ``__init__`` injects ``in_proj`` (``D -> 3D``, as in
+``torch.nn.MultiheadAttention``), ``out_proj`` and a ``positional`` strategy. The equivariant classes inject
+:class:`~symm_layers.linear.eLinear` maps and invariant positional terms; ``export()`` gives their plain twin.
 """
 
 from __future__ import annotations
@@ -41,11 +39,7 @@ POSITIONAL_INIT_STD = 0.02
 
 # ----------------------------------------------------------------------------------------------------- heads
 def _mixing_groups(rep: Representation) -> np.ndarray:
-    """Label each coordinate by the smallest coordinate set closed under every ``rho(g)``.
-
-    Coordinates are coupled when one block of the change of basis touches both, or when their blocks touch the
-    same irrep copy; each group therefore spans whole irrep copies.
-    """
+    """Label coordinates by group: a group spans whole blocks of the change of basis and whole irrep copies."""
     decomposition = decompose(rep)
     size, src, dst = decomposition.size, [], []
     for block in decomposition.blocks:
@@ -57,23 +51,13 @@ def _mixing_groups(rep: Representation) -> np.ndarray:
     return connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(nodes, nodes)))[1][:size]
 
 
-def _split_heads(labels: np.ndarray, num_heads: int) -> tuple[int, int] | None:
-    """``(first, last)`` head of the first coordinate group that straddles a head boundary, else ``None``."""
-    head = np.arange(labels.size) // (labels.size // num_heads)
-    for label in np.unique(labels):
-        heads = head[labels == label]
-        if heads.min() != heads.max():
-            return int(heads.min()), int(heads.max())
-    return None
-
-
 def valid_num_heads(rep: Representation) -> list[int]:
-    """Head counts whose contiguous feature slices are all subrepresentations of ``rep``.
-
-    For a direct sum of ``n`` regular representations: the divisors of ``n``.
-    """
-    labels = _mixing_groups(rep)
-    return [h for h in range(1, rep.size + 1) if rep.size % h == 0 and _split_heads(labels, h) is None]
+    """Head counts whose contiguous feature slices are subrepresentations (``n`` regular copies: divisors of n)."""
+    labels, size = _mixing_groups(rep), rep.size
+    num_groups, divisors = np.unique(labels).size, [h for h in range(1, size + 1) if size % h == 0]
+    # every group lies inside one head iff there are as many distinct (group, head) pairs as groups
+    pairs = [np.unique(np.stack([labels, np.arange(size) * h // size]), axis=1).shape[1] for h in divisors]
+    return [h for h, count in zip(divisors, pairs, strict=True) if count == num_groups]
 
 
 def _check_num_heads(embed_dim: int, num_heads: int, rep: Representation | None = None) -> None:
@@ -81,17 +65,16 @@ def _check_num_heads(embed_dim: int, num_heads: int, rep: Representation | None 
     if num_heads <= 0 or embed_dim % num_heads:
         raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; choose among {valid}")
     if num_heads not in valid:
-        first, last = _split_heads(_mixing_groups(rep), num_heads)
         raise ValueError(
-            f"num_heads={num_heads} splits a component of in_rep '{rep.name}' (coordinates mixed by rho(g) fall in "
-            f"heads {first} and {last}, so per-head logits are not invariant); choose num_heads among {valid}"
+            f"num_heads={num_heads} splits a component of in_rep '{rep.name}' (coordinates that rho(g) mixes would "
+            f"fall in different heads, so per-head logits are not invariant); choose num_heads among {valid}"
         )
 
 
 # ----------------------------------------------------------------------------------------------------- positions
 def _positions(positions: torch.Tensor | None, x: torch.Tensor, what: str) -> torch.Tensor:
     """``(B', T)`` integer positions of the tokens of ``x``, ``B'`` in ``{1, B}``; ``arange(T)`` when omitted."""
-    batch, length = x.shape[0], x.shape[1]
+    batch, length = x.shape[:2]
     if positions is None:
         return torch.arange(length, device=x.device)[None]
     if positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool:
@@ -108,9 +91,9 @@ class _NoPositions(nn.Module):
     def forward(self, query, key, query_positions, key_positions, position_mask):
         if query_positions is not None or key_positions is not None:
             raise ValueError(
-                "this attention has no positional encoding: to use query_positions/key_positions build "
-                "eAbsolutePositionalAttention or eRelativePositionalAttention (plain: AbsolutePositionalAttention, "
-                "RelativePositionalAttention)"
+                "this attention has no positional encoding: for query_positions/key_positions use "
+                "eAbsolutePositionalAttention or eRelativePositionalAttention (plain twins: "
+                "AbsolutePositionalAttention, RelativePositionalAttention)"
             )
         return query, key, None
 
@@ -122,7 +105,7 @@ class _NoPositions(nn.Module):
 
 
 class _TablePositions(_NoPositions):
-    """A learned table read at token positions; keys outside ``position_mask`` read row 0."""
+    """A learned table read at token positions; keys outside ``position_mask`` read position 0."""
 
     def __init__(self, rows: int, cols: int, *, device, dtype) -> None:
         super().__init__()
@@ -142,11 +125,7 @@ class _TablePositions(_NoPositions):
 
 
 class _AbsolutePositions(_TablePositions):
-    """Adds ``embed(table[p])`` to the query and key inputs (not to the values).
-
-    With ``subspace`` the table holds coefficients on the trivial irrep copies and ``embed`` is
-    :meth:`InvariantSubspace.expand`, so each added vector is invariant; without it rows are added as they are.
-    """
+    """Adds ``embed(table[p])`` to query and key inputs; ``embed`` is ``subspace.expand`` (invariant) or identity."""
 
     def __init__(self, max_positions: int, subspace: InvariantSubspace | None, size: int, *, device, dtype):
         super().__init__(max_positions, size if subspace is None else subspace.dim, device=device, dtype=dtype)
@@ -169,8 +148,9 @@ class _AbsolutePositions(_TablePositions):
         return query + self.embed(query_positions), key + self.embed(key_positions), None
 
     def export(self) -> nn.Module:
-        factory = dict(device=self.table.device, dtype=self.table.dtype)
-        plain = _AbsolutePositions(self.max_positions, None, self.size, **factory)
+        plain = _AbsolutePositions(
+            self.max_positions, None, self.size, device=self.table.device, dtype=self.table.dtype
+        )
         with torch.no_grad():
             plain.table.copy_(self.embed(torch.arange(self.max_positions, device=self.table.device)))
         return plain
@@ -212,42 +192,32 @@ class _AttentionCore(nn.Module):
         \operatorname{head}_h = \operatorname{softmax}\big(q_h k_h^\top / \sqrt{D/H} + M + P_h\big)\, v_h
 
     :math:`q_h, k_h, v_h` are the ``h``-th contiguous width-``D/H`` slices of the projected inputs, :math:`M` the
-    merged additive masks and :math:`P_h` the positional logit bias, if any. ``in_proj`` maps ``D -> 3D`` and
-    exposes ``.weight``/``.bias``.
+    summed additive masks, :math:`P_h` the positional logit bias. ``in_proj`` exposes ``.weight``/``.bias``.
     """
 
     batch_first = True
 
-    def _init_core(self, embed_dim: int, num_heads: int, dropout: float) -> None:
+    def _init_core(self, embed_dim: int, num_heads: int, dropout: float, bias: bool, device, dtype) -> None:
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1], got {dropout}")
-        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, float(dropout)
-        self.head_dim = embed_dim // num_heads
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.dropout, self.has_bias, self._factory = float(dropout), bias, dict(device=device, dtype=dtype)
+        self.positional: nn.Module = _NoPositions()
 
     def _check_features(self, x: torch.Tensor, what: str) -> None:
         if x.shape[-1] != self.embed_dim:
             raise ValueError(f"{what} of shape {tuple(x.shape)}: last dimension must be embed_dim={self.embed_dim}")
 
-    def _check_inputs(self, query, key, value, key_padding_mask, position_mask) -> None:
+    def _check_inputs(self, query, key, value) -> None:
         for x, what in ((query, "query"), (key, "key"), (value, "value")):
             if x.dim() != 3:
-                raise ValueError(
-                    f"{type(self).__name__}: {what} of shape {tuple(x.shape)} is not batch-first (B, T, D); "
-                    "unbatched inputs are not supported: add a batch axis with .unsqueeze(0)"
-                )
+                raise ValueError(f"{what} of shape {tuple(x.shape)} is not batch-first (B, T, D); use .unsqueeze(0)")
             self._check_features(x, what)
-        batch, t_k = key.shape[:2]
-        if query.shape[0] != batch or value.shape[:2] != key.shape[:2]:
+        if query.shape[0] != key.shape[0] or value.shape[:2] != key.shape[:2]:
             raise ValueError(
                 f"query {tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}: all need one batch "
                 "size, and key and value one sequence length"
             )
-        for mask, what in ((key_padding_mask, "key_padding_mask"), (position_mask, "position_mask")):
-            if mask is not None and (mask.shape != (batch, t_k) or what == "position_mask" and mask.dtype != torch.bool):
-                raise ValueError(
-                    f"{what} of shape {tuple(mask.shape)} and dtype {mask.dtype}: expected shape ({batch}, {t_k})"
-                    + (", dtype bool, True where the key position is valid" if what == "position_mask" else "")
-                )
 
     def _project_inputs(self, query, key, value):
         if query is key and key is value:  # self-attention: one fused projection
@@ -256,10 +226,9 @@ class _AttentionCore(nn.Module):
         biases = (None,) * 3 if bias is None else bias.split(self.embed_dim)
         return [F.linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases, strict=True)]
 
-    def _merged_mask(self, q, t_k, attn_mask, key_padding_mask, position_mask, logit_bias, causal: bool):
-        """The sum of all additive masks, broadcastable to ``(B, H, T_q, T_k)`` in ``q``'s dtype, or ``None``."""
-        batch, heads, t_q, dtype = q.shape[0], self.num_heads, q.shape[2], q.dtype
-        parts = [] if logit_bias is None else [logit_bias.to(dtype)]
+    def _mask(self, query, key, attn_mask, key_padding_mask, position_mask) -> torch.Tensor | None:
+        """The sum of the given masks as one additive ``(B | 1, H | 1, T_q, T_k)`` mask, or ``None``."""
+        (batch, t_q), t_k, heads, dtype, parts = query.shape[:2], key.shape[1], self.num_heads, query.dtype, []
         if attn_mask is not None:
             if attn_mask.shape not in ((t_q, t_k), (batch * heads, t_q, t_k)):
                 raise ValueError(
@@ -267,13 +236,15 @@ class _AttentionCore(nn.Module):
                     f"T_q, T_k) = ({batch * heads}, {t_q}, {t_k})"
                 )
             parts.append(_additive(attn_mask, dtype).view(-1, heads if attn_mask.dim() == 3 else 1, t_q, t_k))
-        if key_padding_mask is not None:
-            parts.append(_additive(key_padding_mask, dtype)[:, None, None, :])
-        if position_mask is not None:
-            parts.append(_additive(position_mask, dtype, blocked_value=False)[:, None, None, :])
-        if causal:
-            allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril()
-            parts.append(_additive(allowed, dtype, blocked_value=False))
+        for mask, what in ((key_padding_mask, "key_padding_mask"), (position_mask, "position_mask")):
+            if mask is None:
+                continue
+            if mask.shape != (batch, t_k) or what == "position_mask" and mask.dtype != torch.bool:
+                raise ValueError(
+                    f"{what} of shape {tuple(mask.shape)} and dtype {mask.dtype}: expected ({batch}, {t_k})"
+                    + (", bool, True where the key position is valid" if what == "position_mask" else "")
+                )
+            parts.append(_additive(mask, dtype, blocked_value=what == "key_padding_mask")[:, None, None, :])
         return sum(parts[1:], parts[0]) if parts else None
 
     def forward(
@@ -291,47 +262,43 @@ class _AttentionCore(nn.Module):
         key_positions: torch.Tensor | None = None,
         position_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from ``query`` to ``key``/``value``.
+        """Attend from ``query`` ``(B, T_q, D)`` to ``key``/``value`` ``(B, T_k, D)``; returns ``(out, weights)``.
 
         Args:
-            query, key, value: ``(B, T_q, D)``, ``(B, T_k, D)``, ``(B, T_k, D)``; one tensor passed as all three
-                takes the fused self-attention projection.
-            key_padding_mask: ``(B, T_k)``, bool ``True`` masks the key out, float is added to the logits.
-            need_weights: also return attention weights (computed by an explicit softmax rather than by
-                ``F.scaled_dot_product_attention``).
-            attn_mask: ``(T_q, T_k)`` or batch-major ``(B * num_heads, T_q, T_k)``, bool ``True`` masks out, float
-                is added, as in ``torch.nn.MultiheadAttention``.
-            average_attn_weights: average the returned weights over heads.
-            is_causal: query ``i`` sees keys ``j <= i`` only (top-left aligned when ``T_q != T_k``); combined with
-                ``attn_mask`` when both are given (torch takes ``is_causal`` as a hint about ``attn_mask``).
+            query, key, value: one tensor passed as all three takes the fused self-attention projection.
+            key_padding_mask, attn_mask, is_causal: as in ``torch.nn.MultiheadAttention``: ``(B, T_k)``;
+                ``(T_q, T_k)`` or batch-major ``(B * num_heads, T_q, T_k)``; bool ``True`` masks out, float is
+                added. ``is_causal`` masks keys ``j > i`` (top-left aligned) on top of ``attn_mask``, if any.
+            need_weights, average_attn_weights: also return the softmax weights (explicit path instead of
+                ``F.scaled_dot_product_attention``), ``(B, T_q, T_k)`` averaged over heads or
+                ``(B, num_heads, T_q, T_k)``; taken before dropout (torch: after), so rows sum to 1.
             query_positions, key_positions: integer ``(T,)`` or ``(B, T)``, default ``arange(T)``; positional
                 classes only, the others raise ``ValueError``.
-            position_mask: bool ``(B, T_k)``, ``True`` where the key's position is valid. A ``False`` key is masked
-                out for every query (as ``key_padding_mask=~position_mask``) and its position is not read (it may
-                hold padding such as ``-1``). Queries are not masked: padded query rows still need in-range
+            position_mask: bool ``(B, T_k)``, ``True`` where a key's position is valid. A ``False`` key is masked
+                out for every query (as ``key_padding_mask=~position_mask``) and its position is never read (may
+                be padding such as ``-1``). Queries are not masked: padded query rows still need in-range
                 positions for the absolute variant, and their outputs are meaningless.
 
-        Returns:
-            ``(output (B, T_q, D), weights)``. ``weights`` is ``None`` unless ``need_weights``, else
-            ``(B, T_q, T_k)`` (averaged) or ``(B, num_heads, T_q, T_k)``: softmax probabilities before dropout
-            (torch returns them after dropout), rows summing to 1.
-
         Note:
-            Dropout acts in training mode only. A query whose keys are all masked gets zero weights and a zero
-            attention output with ``need_weights``; otherwise what ``F.scaled_dot_product_attention`` gives
-            (zeros on torch 2.13's CPU kernels).
+            Dropout acts in training mode only. A query whose keys are all masked gets zero weights and output
+            with ``need_weights``; otherwise what ``F.scaled_dot_product_attention`` gives (zeros on torch 2.13 CPU).
         """
-        self._check_inputs(query, key, value, key_padding_mask, position_mask)
-        batch, t_q = query.shape[:2]
+        self._check_inputs(query, key, value)
+        (batch, t_q), t_k = query.shape[:2], key.shape[1]
+        mask = self._mask(query, key, attn_mask, key_padding_mask, position_mask)
         query_in, key_in, logit_bias = self.positional(query, key, query_positions, key_positions, position_mask)
         q, k, v = (
             x.view(batch, x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
             for x in self._project_inputs(query_in, key_in, value)
         )
+        if logit_bias is not None:
+            mask = logit_bias.to(q.dtype) if mask is None else mask + logit_bias.to(q.dtype)
+        if is_causal and (need_weights or mask is not None):  # else SDPA applies it from is_causal
+            allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril()
+            mask = _additive(allowed, q.dtype, blocked_value=False) + (0.0 if mask is None else mask)
+            is_causal = False
         dropout_p = self.dropout if self.training else 0.0
-        masks = (attn_mask, key_padding_mask, position_mask, logit_bias)
         if need_weights:
-            mask = self._merged_mask(q, k.shape[2], *masks, causal=is_causal)
             logits = (q @ k.mT) * (1.0 / math.sqrt(self.head_dim))
             logits = logits if mask is None else logits + mask
             weights = torch.softmax(logits, dim=-1)
@@ -340,11 +307,7 @@ class _AttentionCore(nn.Module):
             heads = F.dropout(weights, dropout_p) @ v
             weights = weights.mean(dim=1) if average_attn_weights else weights
         else:
-            mask = self._merged_mask(q, k.shape[2], *masks, causal=False)
-            if is_causal and mask is not None:  # a lone causal mask goes to SDPA's is_causal instead
-                mask = mask + self._merged_mask(q, k.shape[2], None, None, None, None, causal=True)
-            causal = is_causal and mask is None
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
             weights = None
         return self.out_proj(heads.transpose(1, 2).reshape(batch, t_q, self.embed_dim)), weights
 
@@ -353,22 +316,19 @@ class _AttentionCore(nn.Module):
 class MultiheadAttention(_AttentionCore):
     """Plain batch-first multi-head attention, the twin of ``torch.nn.MultiheadAttention(batch_first=True)``.
 
-    Torch's parameters (``in_proj.weight``/``.bias`` are its ``in_proj_weight``/``in_proj_bias``), its
-    initialisation, and the forward of :meth:`_AttentionCore.forward`. Head ``h`` uses features
-    ``h * D / H : (h + 1) * D / H``.
+    Torch's parameters (``in_proj.weight``/``.bias`` are its ``in_proj_weight``/``in_proj_bias``) and
+    initialisation; forward as :meth:`_AttentionCore.forward`. Head ``h`` reads features ``hD/H : (h+1)D/H``.
 
     Raises:
         ValueError: if ``num_heads`` does not divide ``embed_dim``, or for badly shaped inputs or masks.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, *, device=None, dtype=None):  # fmt: skip
+    def __init__(self, embed_dim: int, num_heads: int, dropout=0.0, bias=True, *, device=None, dtype=None) -> None:
         super().__init__()
         _check_num_heads(embed_dim, num_heads)
-        self._init_core(embed_dim, num_heads, dropout)
-        self.has_bias = bias
-        self.in_proj = nn.Linear(embed_dim, 3 * embed_dim, bias=bias, device=device, dtype=dtype)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
-        self.positional: nn.Module = _NoPositions()
+        self._init_core(embed_dim, num_heads, dropout, bias, device, dtype)
+        self.in_proj = nn.Linear(embed_dim, 3 * embed_dim, bias=bias, **self._factory)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **self._factory)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -386,23 +346,27 @@ class MultiheadAttention(_AttentionCore):
 
 
 class AbsolutePositionalAttention(MultiheadAttention):
-    """:class:`MultiheadAttention` adding learned embeddings ``table[p]`` (``max_positions x D``) to query and key."""
+    """:class:`MultiheadAttention` adding learned embeddings ``table[p]`` (``max_positions x D``) to query and key.
 
-    def __init__(self, embed_dim: int, num_heads: int, max_positions: int, dropout: float = 0.0, bias: bool = True, *, device=None, dtype=None):  # fmt: skip
-        super().__init__(embed_dim, num_heads, dropout, bias, device=device, dtype=dtype)
-        self.positional = _AbsolutePositions(max_positions, None, embed_dim, device=device, dtype=dtype)
+    Other arguments as :class:`MultiheadAttention`.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, max_positions: int, *args, **kwargs) -> None:
+        super().__init__(embed_dim, num_heads, *args, **kwargs)
+        self.positional = _AbsolutePositions(max_positions, None, embed_dim, **self._factory)
 
 
 class RelativePositionalAttention(MultiheadAttention):
     r""":class:`MultiheadAttention` adding a learned per-head bias over clipped relative distance to the logits.
 
     .. math::
-        \text{logit}_{h,i,j} \mathrel{+}= b_h\big[\operatorname{clip}(p^k_j - p^q_i, -M, M)\big], \quad M = \text{max\_distance}
+        \text{logit}_{h,i,j} \mathrel{+}= b_h\big[\operatorname{clip}(p^k_j - p^q_i, -M, M)\big],
+        \qquad M = \texttt{max\_distance}
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, max_distance: int, dropout: float = 0.0, bias: bool = True, *, device=None, dtype=None):  # fmt: skip
-        super().__init__(embed_dim, num_heads, dropout, bias, device=device, dtype=dtype)
-        self.positional = _RelativePositions(num_heads, max_distance, device=device, dtype=dtype)
+    def __init__(self, embed_dim: int, num_heads: int, max_distance: int, *args, **kwargs) -> None:
+        super().__init__(embed_dim, num_heads, *args, **kwargs)
+        self.positional = _RelativePositions(num_heads, max_distance, **self._factory)
 
 
 # ----------------------------------------------------------------------------------------------------- equivariant
@@ -423,7 +387,7 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         dropout: on the attention weights, training only.
         bias: invariant biases in both projections, initialised to zero as torch does.
         basis_expansion_scheme, weight_cache: of the :class:`eLinear` projections.
-        init_scheme: of the projection weights; ``None`` skips initialisation (checkpoint loading).
+        init_scheme: of the projection weights; ``None`` skips it (checkpoint loading).
 
     Shape:
         ``(B, T_q, D), (B, T_k, D), (B, T_k, D) -> (B, T_q, D)``; see :meth:`_AttentionCore.forward`.
@@ -433,8 +397,8 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         dense weight while training; other calls slice its dense weight (cached under ``no_grad``).
 
     Raises:
-        ValueError: for a ``num_heads`` that splits a component (naming the valid ones), features of the wrong
-            size, bad masks, or positions given to this non-positional class.
+        ValueError: for a ``num_heads`` splitting a component (naming the valid ones), features of the wrong size,
+            bad masks, or positions given to this non-positional class.
 
     Example:
         >>> from escnn.group import cyclic_group, directsum
@@ -459,15 +423,13 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
     ) -> None:
         super().__init__()
         _check_num_heads(in_rep.size, num_heads, in_rep)
-        self._init_core(in_rep.size, num_heads, dropout)
+        self._init_core(in_rep.size, num_heads, dropout, bias, device, dtype)
         self.in_rep = self.out_rep = in_rep
-        self.has_bias, self.init_scheme = bias, init_scheme
-        self._factory = dict(device=device, dtype=dtype)
+        self.init_scheme = init_scheme
         options = dict(bias=bias, init_scheme=None, basis_expansion_scheme=basis_expansion_scheme, **self._factory)
         stacked = directsum([in_rep] * 3, name=f"3x{in_rep.name}")
         self.in_proj = eLinear(in_rep, stacked, weight_cache=weight_cache, **options)
         self.out_proj = eLinear(in_rep, in_rep, weight_cache=weight_cache, **options)
-        self.positional: nn.Module = _NoPositions()
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
@@ -496,10 +458,7 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         return plain.train(self.training)
 
     def extra_repr(self) -> str:
-        return (
-            f"in_rep={self.in_rep.name}[{self.embed_dim}], num_heads={self.num_heads}, dropout={self.dropout}, "
-            f"bias={self.has_bias}"
-        )
+        return f"in_rep={self.in_rep.name}[{self.embed_dim}], num_heads={self.num_heads}, dropout={self.dropout}"
 
 
 class eAbsolutePositionalAttention(eMultiheadAttention):
@@ -508,16 +467,16 @@ class eAbsolutePositionalAttention(eMultiheadAttention):
     .. math::
         Q_t \mapsto Q_t + E(p^q_t), \quad K_t \mapsto K_t + E(p^k_t), \qquad E(p) = \textstyle\sum_i \theta_{p,i} u_i
 
-    :math:`u_i` is an orthonormal basis of the invariant vectors of ``in_rep`` (its trivial irrep copies), so
-    :math:`\rho(g) E(p) = E(p)` and the shift commutes with the group action. The table is
-    ``(max_positions, number of trivial copies)``; positions must lie in ``[0, max_positions)``.
+    :math:`u_i` is an orthonormal basis of ``in_rep``'s invariant vectors (its trivial irrep copies), so
+    :math:`\rho(g) E(p) = E(p)` and the shift commutes with the group action. The table :math:`\theta` is
+    ``(max_positions, number of trivial copies)``. Other arguments as :class:`eMultiheadAttention`.
 
     Raises:
-        ValueError: if ``in_rep`` has no trivial irrep or a position is out of range.
+        ValueError: if ``in_rep`` has no trivial irrep, or a position is outside ``[0, max_positions)``.
     """
 
-    def __init__(self, in_rep: Representation, num_heads: int, max_positions: int, dropout: float = 0.0, bias: bool = True, **kwargs):  # fmt: skip
-        super().__init__(in_rep, num_heads, dropout, bias, **kwargs)
+    def __init__(self, in_rep: Representation, num_heads: int, max_positions: int, *args, **kwargs) -> None:
+        super().__init__(in_rep, num_heads, *args, **kwargs)
         subspace = InvariantSubspace(in_rep, **self._factory)
         if subspace.dim == 0:
             raise ValueError(
@@ -535,13 +494,14 @@ class eRelativePositionalAttention(eMultiheadAttention):
     r""":class:`eMultiheadAttention` adding a learned per-head bias over clipped relative distance to its logits.
 
     .. math::
-        \text{logit}_{h,i,j} \mathrel{+}= b_h\big[\operatorname{clip}(p^k_j - p^q_i, -M, M)\big], \quad M = \text{max\_distance}
+        \text{logit}_{h,i,j} \mathrel{+}= b_h\big[\operatorname{clip}(p^k_j - p^q_i, -M, M)\big],
+        \qquad M = \texttt{max\_distance}
 
-    The bias does not depend on the features, so the logits stay invariant.
+    The bias ignores the features, so the logits stay invariant. Other arguments as :class:`eMultiheadAttention`.
     """
 
-    def __init__(self, in_rep: Representation, num_heads: int, max_distance: int, dropout: float = 0.0, bias: bool = True, **kwargs):  # fmt: skip
-        super().__init__(in_rep, num_heads, dropout, bias, **kwargs)
+    def __init__(self, in_rep: Representation, num_heads: int, max_distance: int, *args, **kwargs) -> None:
+        super().__init__(in_rep, num_heads, *args, **kwargs)
         self.positional = _RelativePositions(num_heads, max_distance, **self._factory)
 
     def _plain_twin(self, **factory) -> RelativePositionalAttention:

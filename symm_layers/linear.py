@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._constants import ConstantsModule
-from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from ._types import BasisExpansionScheme, GradientNormalization, InitScheme, WeightCacheMode
 from .basis import GroupHomomorphismBasis
 from .cache import resolve_weight_cache
 from .change_of_basis import StructuredChangeOfBasis
@@ -135,6 +135,14 @@ class eLinear(EquivariantModule):
         weight_cache: ``"cached"`` reuses the dense weight while the DoFs are unchanged (exact gradients through
             the expansion's adjoint); ``"uncached"`` expands on every call.
         max_basis_bytes: size limit for strategies that store a dense basis stack.
+        gradient_normalization: ``"element"`` draws DoFs with the init scheme's variance (torch's convention);
+            ``"path"`` draws unit-variance DoFs and multiplies them in the forward by that same per-block standard
+            deviation (a constant), so the function at init is distributed identically while every isotypic block
+            (path) learns at the same rate whatever its width (e3nn's meaning).
+        num_indexed_weights: keep this many DoF vectors, ``weight_dof`` of shape ``(n, dim)``; ``forward(x,
+            weight_index=i)`` uses row ``i[r]`` for row ``r`` of ``x`` (e.g. one map per species or per task).
+        external_weights: own no weight DoFs; ``forward(x, weight_dof=w)`` takes per-row DoFs ``(..., dim)``
+            (e.g. produced by a hypernetwork). The bias stays a parameter.
         device, dtype: factory kwargs for parameters and constants.
 
     Shape:
@@ -166,6 +174,9 @@ class eLinear(EquivariantModule):
         *,
         weight_cache: WeightCacheMode = "cached",
         max_basis_bytes: int | None = None,
+        gradient_normalization: GradientNormalization = "element",
+        num_indexed_weights: int | None = None,
+        external_weights: bool = False,
         device=None,
         dtype=None,
     ) -> None:
@@ -177,13 +188,27 @@ class eLinear(EquivariantModule):
             in_rep, out_rep, basis_expansion_scheme, max_basis_bytes=max_basis_bytes, device=device, dtype=dtype
         )
         self.weight_cache = resolve_weight_cache(weight_cache)
-        self.weight_dof = nn.Parameter(torch.empty(self.basis.dim, device=device, dtype=dtype))
+        if gradient_normalization not in ("element", "path"):
+            raise ValueError(f"unknown gradient_normalization {gradient_normalization!r}; choose 'element' or 'path'")
+        if external_weights and num_indexed_weights is not None:
+            raise ValueError("choose one of external_weights=True and num_indexed_weights, not both")
+        if num_indexed_weights is not None and num_indexed_weights < 1:
+            raise ValueError(f"num_indexed_weights must be a positive count, got {num_indexed_weights}")
+        self.init_scheme = init_scheme or "xavier_normal"
+        self.gradient_normalization = gradient_normalization
+        self.num_indexed_weights, self.external_weights = num_indexed_weights, external_weights
+        if gradient_normalization == "path":
+            self.register_constant("dof_scale", self.basis.space.init_std(self.init_scheme), device=device, dtype=dtype)
+        shape = (self.basis.dim,) if num_indexed_weights is None else (num_indexed_weights, self.basis.dim)
+        if external_weights:
+            self.register_parameter("weight_dof", None)
+        else:
+            self.weight_dof = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
         self.bias_module = (
             InvariantBias(out_rep, weight_cache=weight_cache, init_scheme=None, device=device, dtype=dtype)
             if bias
             else None
         )
-        self.init_scheme = init_scheme or "xavier_normal"
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
@@ -191,32 +216,71 @@ class eLinear(EquivariantModule):
     def reset_parameters(self, scheme: InitScheme | None = None) -> None:
         """Draw DoFs with the variance of torch's ``scheme`` (default: the constructor's); the bias uniformly."""
         scheme = scheme or self.init_scheme
-        self.weight_dof.copy_(self.basis.initialize_params(scheme, dtype=self.weight_dof.dtype))
+        if self.weight_dof is not None:
+            rows = self.weight_dof.view(-1, self.basis.dim)
+            for row in rows:
+                row.copy_(self.basis.initialize_params(scheme, dtype=rows.dtype))
+            if self.gradient_normalization == "path":
+                rows.div_(torch.as_tensor(self.basis.space.init_std(scheme), dtype=rows.dtype, device=rows.device))
         if self.bias_module is not None and self.bias_module.has_bias:
             self.bias_module.reset_parameters("uniform")
+
+    def _effective(self, dof: torch.Tensor) -> torch.Tensor:
+        return dof * self.dof_scale if self.gradient_normalization == "path" else dof
+
+    def _check_shared_weight(self) -> None:
+        if self.external_weights or self.num_indexed_weights is not None:
+            raise ValueError("this eLinear has per-row weights (external or indexed): there is no single dense weight")
 
     @property
     def weight(self) -> torch.Tensor:
         """The dense equivariant weight ``(out_features, in_features)``."""
+        self._check_shared_weight()
+        if self.gradient_normalization == "path":
+            return self.basis.strategy.expand(self._effective(self.weight_dof))
         return self.weight_cache.weight(self.basis.strategy, self.weight_dof)
 
     @property
     def bias(self) -> torch.Tensor | None:
         return None if self.bias_module is None else self.bias_module.bias
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, weight_index: torch.Tensor | None = None, weight_dof: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if input.shape[-1] != self.in_features:
             self.check_features(input)
+        if self.external_weights or self.num_indexed_weights is not None:
+            return self._forward_per_row(input, weight_index, weight_dof)
+        if weight_index is not None or weight_dof is not None:
+            raise ValueError("weight_index/weight_dof need eLinear(num_indexed_weights=n) or external_weights=True")
+        if self.gradient_normalization == "path":
+            out = self.basis.strategy.apply(self._effective(self.weight_dof), input)
+            return out if self.bias is None else out + self.bias
         return self.weight_cache.linear(self.basis.strategy, self.weight_dof, input, self.bias)
 
+    def _forward_per_row(self, input, weight_index, weight_dof) -> torch.Tensor:
+        lead = input.shape[:-1]
+        if self.external_weights:
+            if weight_dof is None or weight_dof.shape[-1] != self.basis.dim or weight_index is not None:
+                got = None if weight_dof is None else tuple(weight_dof.shape)
+                raise ValueError(f"external_weights=True needs weight_dof of shape (..., {self.basis.dim}), got {got}")
+            dof = weight_dof.expand(*lead, self.basis.dim)
+        else:
+            if weight_index is None or weight_dof is not None:
+                raise ValueError(f"num_indexed_weights={self.num_indexed_weights} needs weight_index (ints, per row)")
+            dof = self.weight_dof[weight_index.expand(lead)]
+        out = self.basis.strategy.apply_per_row(self._effective(dof), input)
+        return out if self.bias is None else out + self.bias
+
     def export(self) -> nn.Linear:
+        self._check_shared_weight()
         bias = self.bias
         lin = nn.Linear(
             self.in_features,
             self.out_features,
             bias=bias is not None,
-            device=self.weight_dof.device,
-            dtype=self.weight_dof.dtype,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
         )
         with torch.no_grad():
             lin.weight.copy_(self.weight)
@@ -228,7 +292,9 @@ class eLinear(EquivariantModule):
         return (
             f"in_rep={self.in_rep.name}[{self.in_features}], out_rep={self.out_rep.name}[{self.out_features}], "
             f"dim_hom={self.basis.dim}, basis_expansion={self.basis.basis_expansion}, "
-            f"weight_cache={self.weight_cache.name}"
+            f"weight_cache={self.weight_cache.name}, gradient_normalization={self.gradient_normalization}"
+            + (f", num_indexed_weights={self.num_indexed_weights}" if self.num_indexed_weights else "")
+            + (", external_weights=True" if self.external_weights else "")
         )
 
 

@@ -178,3 +178,73 @@ def test_impose_linear_equivariance_checks_sizes():
     in_rep, out_rep = rep_pair("C8-regular")
     with pytest.raises(ValueError, match=f"nn.Linear\\({in_rep.size}, {out_rep.size}\\)"):
         impose_linear_equivariance(nn.Linear(3, 4), in_rep, out_rep)
+
+
+@pytest.mark.parametrize("strategy", ["isotypic_expansion", "memory_heavy"])
+def test_indexed_weights_use_one_dof_row_per_sample(strategy, dtype):
+    in_rep, out_rep = rep_pair("D6-mixed")
+    layer = eLinear(in_rep, out_rep, num_indexed_weights=3, basis_expansion_scheme=strategy, dtype=dtype)
+    index = torch.tensor([[0, 2], [1, 2]])
+    x = torch.randn(2, 2, in_rep.size, dtype=dtype)
+    out = layer(x, weight_index=index)
+    for i in range(2):
+        for j in range(2):
+            weight = layer.basis(layer.weight_dof[index[i, j]])
+            torch.testing.assert_close(out[i, j], weight @ x[i, j] + layer.bias)
+    assert_equivariant(lambda v: layer(v, weight_index=index), in_rep, out_rep, x)
+
+
+@pytest.mark.parametrize("strategy", ["isotypic_expansion", "memory_heavy"])
+def test_external_weights_are_equivariant_and_differentiable(strategy, dtype):
+    in_rep, out_rep = rep_pair("C5-complex-irreps")
+    layer = eLinear(in_rep, out_rep, external_weights=True, basis_expansion_scheme=strategy, dtype=dtype)
+    assert layer.weight_dof is None
+    dof = torch.randn(4, layer.basis.dim, dtype=dtype, requires_grad=True)
+    x = torch.randn(4, in_rep.size, dtype=dtype)
+    assert_equivariant(lambda v: layer(v, weight_dof=dof), in_rep, out_rep, x)
+    layer(x, weight_dof=dof).sum().backward()
+    assert dof.grad is not None and dof.grad.abs().sum() > 0
+
+
+def test_per_row_paths_agree_across_strategies():
+    in_rep, out_rep = rep_pair("ico-rotated-to-irreps")
+    iso = eLinear(in_rep, out_rep, external_weights=True, dtype=torch.float64)
+    ref = eLinear(in_rep, out_rep, external_weights=True, basis_expansion_scheme="reference", dtype=torch.float64)
+    ref.load_state_dict(iso.state_dict())
+    dof = torch.randn(3, iso.basis.dim, dtype=torch.float64)
+    x = torch.randn(3, in_rep.size, dtype=torch.float64)
+    torch.testing.assert_close(iso(x, weight_dof=dof), ref(x, weight_dof=dof), atol=1e-12, rtol=0)
+
+
+def test_per_row_layers_need_their_argument():
+    in_rep, out_rep = rep_pair("C8-regular")
+    with pytest.raises(ValueError, match="weight_dof of shape"):
+        eLinear(in_rep, out_rep, external_weights=True)(torch.randn(2, in_rep.size))
+    with pytest.raises(ValueError, match="needs weight_index"):
+        eLinear(in_rep, out_rep, num_indexed_weights=2)(torch.randn(2, in_rep.size))
+    with pytest.raises(ValueError, match="num_indexed_weights=n"):
+        eLinear(in_rep, out_rep)(torch.randn(2, in_rep.size), weight_index=torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match="no single dense weight"):
+        eLinear(in_rep, out_rep, num_indexed_weights=2).export()
+
+
+def test_path_normalisation_same_function_distribution_smaller_gradients():
+    G = eg.dihedral_group(4)
+    in_rep, out_rep = directsum([G.regular_representation] * 8), directsum([G.regular_representation] * 4)
+    torch.manual_seed(1)
+    element = eLinear(in_rep, out_rep)
+    torch.manual_seed(1)
+    path = eLinear(in_rep, out_rep, gradient_normalization="path")
+    x = torch.randn(16, in_rep.size)
+    torch.testing.assert_close(path(x), element(x))  # same draw, same function
+    assert path.weight_dof.std().item() == pytest.approx(1.0, rel=0.15)
+    element(x).pow(2).sum().backward()
+    path(x).pow(2).sum().backward()
+    scale = path.dof_scale
+    torch.testing.assert_close(path.weight_dof.grad, element.weight_dof.grad * scale)
+    assert_equivariant(path, in_rep, out_rep)
+
+
+def test_unknown_gradient_normalisation_is_refused():
+    with pytest.raises(ValueError, match="'element' or 'path'"):
+        eLinear(*rep_pair("C8-regular"), gradient_normalization="layer")

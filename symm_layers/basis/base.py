@@ -67,6 +67,12 @@ class HomBasisStrategy(ConstantsModule):
         """``x @ W(dof)^T`` for ``x`` of shape ``(..., in_size)``."""
         return F.linear(x, self.expand(dof))
 
+    def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x[r] @ W(dof[r])^T`` for per-row DoFs ``dof`` of shape ``(*x.shape[:-1], dim)``."""
+        weights = torch.func.vmap(self.expand)(dof.reshape(-1, self.dim))
+        out = torch.einsum("roi,ri->ro", weights, x.reshape(-1, self.in_size))
+        return out.view(*x.shape[:-1], self.out_size)
+
     def expand_macs(self) -> int:
         raise NotImplementedError
 

@@ -86,23 +86,29 @@ class IsotypicExpansion(HomBasisStrategy):
 
     # ----------------------------------------------------------------------------------------------- spectral
     def apply_spectral(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W(dof)^T`` without forming ``W``."""
+        """``x @ W(dof)^T`` without forming ``W``; ``dof`` is ``(dim,)`` or one row per row of ``x``."""
         lead = x.shape[:-1]
+        per_row = dof.dim() > 1
         z = self.domain_cob.to_spectral(x.reshape(-1, self.in_size)).index_select(1, self.in_gather)
+        dof = dof.reshape(z.shape[0], self.dim) if per_row else dof
         rows, pieces, start = z.shape[0], [], 0
         for k, (dof_slice, (m_out, m_in, e), d, _, _) in enumerate(self._segments):
             zk = z[:, start : start + m_in * d].view(rows, m_in, d)
             start += m_in * d
-            theta = dof[dof_slice].view(m_out, m_in * e)
+            theta = dof[..., dof_slice].unflatten(-1, (m_out, m_in * e))  # (m_out, m_in e) or (rows, m_out, m_in e)
             if d == 1 and e == 1:  # the only endomorphism is +-1 and was normalised to +1
-                pieces.append(zk.view(rows, m_in) @ theta.mT)
-                continue
-            u = torch.einsum("rjq,bpq->rpjb", zk, getattr(self, f"endo_{k}")).reshape(rows * d, m_in * e)
-            pieces.append((u @ theta.mT).view(rows, d, m_out).transpose(1, 2).reshape(rows, m_out * d))
+                u = zk.view(rows, 1, m_in)
+            else:
+                u = torch.einsum("rjq,bpq->rpjb", zk, getattr(self, f"endo_{k}")).reshape(rows, d, m_in * e)
+            y = u @ theta.mT if per_row else (u.reshape(rows * d, m_in * e) @ theta.mT).view(rows, d, m_out)
+            pieces.append(y.transpose(1, 2).reshape(rows, m_out * d))
         if not self.out_fully_covered:
             pieces.append(z.new_zeros(rows, 1))
         y = torch.cat(pieces, dim=1).index_select(1, self.out_gather)
         return self.codomain_cob.from_spectral(y).view(*lead, self.out_size)
+
+    def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.apply_spectral(dof, x)
 
     def apply(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(self.in_size, 1)
