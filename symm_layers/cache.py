@@ -2,8 +2,8 @@
 
 Contract (each clause has a test in ``tests/test_cache.py``):
 
-1. A cached tensor is returned only while every source tensor is the same object, with the same ``_version``,
-   storage pointer, dtype and device as when it was built. In-place edits (``optimizer.step()``, ``copy_`` under
+1. A cached tensor is returned only while every source tensor is the same object, with the same ``_version``
+   and storage pointer as when it was built (a new dtype or device means new storage). In-place edits (``optimizer.step()``, ``copy_`` under
    ``no_grad``, ``load_state_dict``) bump ``_version``; ``.to()``, ``.double()`` and parameter replacement change
    the identity, storage or dtype; so none of them can leave it stale.
 2. Modules clear their caches in ``_apply`` as well, so a change of the derived constants alone also rebuilds.
@@ -22,8 +22,15 @@ import torch.nn.functional as F
 
 
 def fingerprint(sources: Sequence[torch.Tensor]) -> tuple:
-    """The identity, version, storage, dtype and device of every source tensor."""
-    return tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device) for t in sources)
+    """The identity, version and storage pointer of every source tensor.
+
+    A change of dtype or device allocates new storage (and ``.to()`` also clears caches), so the pointer covers
+    both; reading ``dtype``/``device`` objects on every call would double the cost of an inference call.
+    """
+    key = ()
+    for t in sources:
+        key += (id(t), t._version, t.data_ptr())
+    return key
 
 
 class DerivedTensorCache:
@@ -71,8 +78,8 @@ class WeightCacheMode(torch.nn.Module):
         """The dense tensor ``strategy.expand(dof)``, differentiable when autograd records."""
         raise NotImplementedError
 
-    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """``x @ W(dof)^T + bias``."""
+    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
+        """``x @ W(dof)^T + b`` where ``bias`` is ``None`` or ``(expander, bias_dof)`` with ``b = expander.expand``."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -90,21 +97,26 @@ class CachedWeight(WeightCacheMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cache = DerivedTensorCache()
+        self.cache = DerivedTensorCache()  # what linear() uses: the weight, or (weight, bias)
+        self.weight_cache = DerivedTensorCache()  # what weight() returns
 
     def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
         if dof.requires_grad and torch.is_grad_enabled():
             return strategy.expand(dof)
-        return self.cache.get((dof,), lambda: strategy.expand(dof))
+        return self.weight_cache.get((dof,), lambda: strategy.expand(dof))
 
-    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
         if dof.requires_grad and torch.is_grad_enabled():
             out = strategy.apply(dof, x)
-            return out if bias is None else out + bias
-        return F.linear(x, self.cache.get((dof,), lambda: strategy.expand(dof)), bias)
+            return out if bias is None else out + bias[0].expand(bias[1])
+        if bias is None:
+            return F.linear(x, self.cache.get((dof,), lambda: strategy.expand(dof)))
+        weight, b = self.cache.get((dof, bias[1]), lambda: (strategy.expand(dof), bias[0].expand(bias[1])))
+        return F.linear(x, weight, b)
 
     def _apply(self, fn, recurse=True):
         self.cache.clear()
+        self.weight_cache.clear()
         return super()._apply(fn, recurse)
 
 
@@ -116,9 +128,9 @@ class UncachedWeight(WeightCacheMode):
     def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
         return strategy.expand(dof)
 
-    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
         out = strategy.apply(dof, x)
-        return out if bias is None else out + bias
+        return out if bias is None else out + bias[0].expand(bias[1])
 
 
 WEIGHT_CACHE_MODES: dict[str, type[WeightCacheMode]] = {"cached": CachedWeight, "uncached": UncachedWeight}

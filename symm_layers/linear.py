@@ -209,6 +209,13 @@ class eLinear(EquivariantModule):
             if bias
             else None
         )
+        bias_parts = None
+        if self.bias_module is not None and self.bias_module.has_bias:
+            bias_parts = (self.bias_module.subspace, self.bias_module._parameters)
+        # Direct references for the per-call path (each nn.Module attribute lookup costs ~1 us, which is most of
+        # an inference call at D=64). They are the registered submodules themselves, so .to(), deepcopy and
+        # state_dict see the same objects; parameters are read from the _parameters dicts at call time.
+        self.__dict__["_call_parts"] = (self.basis.strategy, self.weight_cache, bias_parts)
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
@@ -253,10 +260,13 @@ class eLinear(EquivariantModule):
             return self._forward_per_row(input, weight_index, weight_dof)
         if weight_index is not None or weight_dof is not None:
             raise ValueError("weight_index/weight_dof need eLinear(num_indexed_weights=n) or external_weights=True")
+        strategy, cache_mode, bias_parts = self._call_parts
+        dof = self._parameters["weight_dof"]
         if self.gradient_normalization == "path":
-            out = self.basis.strategy.apply(self._effective(self.weight_dof), input)
+            out = strategy.apply(self._effective(dof), input)
             return out if self.bias is None else out + self.bias
-        return self.weight_cache.linear(self.basis.strategy, self.weight_dof, input, self.bias)
+        bias = None if bias_parts is None else (bias_parts[0], bias_parts[1]["bias_dof"])
+        return cache_mode.linear(strategy, dof, input, bias)
 
     def _forward_per_row(self, input, weight_index, weight_dof) -> torch.Tensor:
         lead = input.shape[:-1]

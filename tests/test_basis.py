@@ -47,13 +47,17 @@ def test_isotypic_paths_match_reference(case, path):
     torch.testing.assert_close(getattr(basis.strategy, path)(dof, x), x @ ref(dof).mT, atol=1e-12, rtol=0)
 
 
-def test_cost_model_picks_spectral_path_for_large_batches_of_regular_reps():
+@pytest.mark.parametrize(
+    "copies, rows, path",
+    [(128, 256, "spectral"), (128, 8, "spectral"), (8, 4096, "expanded"), (16, 512, "expanded")],
+)
+def test_cost_model_picks_the_measured_faster_path(copies, rows, path):
+    # Measured on CPU (1 thread, C8): at D=1024 the spectral path trains 2-10x faster, at D<=128 with many rows
+    # the expanded path does (1.7-4x).
     G = eg.cyclic_group(8)
-    rep = directsum([G.regular_representation] * 16)
-    strategy = GroupHomomorphismBasis(rep, rep).strategy
-    expanded, spectral = strategy.path_macs(256)
-    assert spectral < expanded
-    assert strategy.spectral_macs_per_row() < rep.size**2 / 2
+    rep = directsum([G.regular_representation] * copies)
+    expanded, spectral = GroupHomomorphismBasis(rep, rep).strategy.path_macs(rows)
+    assert (spectral < expanded) == (path == "spectral")
 
 
 @pytest.mark.parametrize("case", FINITE_CASES)
