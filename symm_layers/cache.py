@@ -3,9 +3,9 @@
 Contract (each clause has a test in ``tests/test_cache.py``):
 
 1. A cached tensor is returned only while every source tensor is the same object, with the same ``_version``
-   and storage pointer as when it was built (a new dtype or device means new storage). In-place edits (``optimizer.step()``, ``copy_`` under
-   ``no_grad``, ``load_state_dict``) bump ``_version``; ``.to()``, ``.double()`` and parameter replacement change
-   the identity, storage or dtype; so none of them can leave it stale.
+   and storage pointer as when it was built (a new dtype or device means new storage). In-place edits
+   (``optimizer.step()``, ``copy_`` under ``no_grad``, ``load_state_dict``) bump ``_version``; ``.to()``,
+   ``.double()`` and parameter replacement change the identity or the storage; none can leave it stale.
 2. Modules clear their caches in ``_apply`` as well, so a change of the derived constants alone also rebuilds.
 3. Only calls that record no autograd graph read the cache; a call that records (``train()`` or ``eval()`` with
    gradients enabled) computes through the strategy, so it always produces gradients.
