@@ -88,7 +88,8 @@ class eAffine(EquivariantModule):
         if self.learnable:
             if scale_dof is not None or bias_dof is not None:
                 raise ValueError("eAffine(learnable=True) owns its DoFs; build it with learnable=False to pass them")
-            scale_dof, bias_dof = self.scale_dof, self.bias_dof
+            out = self.change.conjugate_scale(input, self.scale_dof.index_select(0, self.copy_of_local))
+            return out + self.subspace.expand(self.bias_dof) if self.has_bias else out
         else:
             self._check_dof(scale_dof, self.num_scale_dof, "scale_dof")
             if self.has_bias:

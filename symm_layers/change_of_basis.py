@@ -77,3 +77,27 @@ class StructuredChangeOfBasis(ConstantsModule):
         if not self.rows_are_ordered:
             y = y.index_select(dim, self.from_local_rows)
         return y
+
+    def conjugate_scale(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``Q diag(scale) Q^T x`` along the last dim, for ``scale`` of shape ``(D,)`` in local spectral order.
+
+        Equal to ``from_spectral(to_spectral(x) * scale)``, but each block's product stays in the transposed
+        ``(s, rows)`` layout between its two GEMMs, saving two re-layouts of the activations.
+        """
+        if not self.rows_are_ordered:
+            x = x.index_select(-1, self.to_local_rows)
+        pieces = []
+        for start, count, s, name in self._segments:
+            piece = x[..., start : start + count * s]
+            local = scale[start : start + count * s]
+            if name is None:
+                pieces.append(piece * local)
+                continue
+            block = getattr(self, name)
+            z = block.mT @ piece.reshape(-1, s).mT  # (s, rows * count), spectral
+            z = (z.view(s, -1, count) * local.view(count, s).mT.unsqueeze(1)).view(s, -1)
+            pieces.append((block @ z).mT.reshape(piece.shape))
+        y = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        if not self.rows_are_ordered:
+            y = y.index_select(-1, self.from_local_rows)
+        return y
