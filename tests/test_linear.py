@@ -248,3 +248,37 @@ def test_path_normalisation_same_function_distribution_smaller_gradients():
 def test_unknown_gradient_normalisation_is_refused():
     with pytest.raises(ValueError, match="'element' or 'path'"):
         eLinear(*rep_pair("C8-regular"), gradient_normalization="layer")
+
+
+@pytest.mark.parametrize("weight_cache", CACHE_MODES)
+def test_elinear_compiles(weight_cache):
+    in_rep, out_rep = rep_pair("D6-mixed")
+    layer = eLinear(in_rep, out_rep, weight_cache=weight_cache)
+    compiled = torch.compile(layer, backend="aot_eager")
+    x = torch.randn(4, in_rep.size)
+    torch.testing.assert_close(compiled(x), layer(x))
+    layer.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), layer(x))
+
+
+def test_eaffine_compiles():
+    in_rep, _ = rep_pair("D4-rotated")
+    module = eAffine(in_rep, init_scheme="random")
+    x = torch.randn(3, in_rep.size)
+    torch.testing.assert_close(torch.compile(module, backend="aot_eager")(x), module(x))
+
+
+def test_trivial_group_constraint_is_vacuous():
+    G = eg.cyclic_group(1)
+    in_rep, out_rep = directsum([G.trivial_representation] * 5), directsum([G.trivial_representation] * 3)
+    layer = eLinear(in_rep, out_rep)
+    assert layer.basis.dim == 15
+    dense = torch.randn(3, 5)
+    torch.testing.assert_close(layer.basis.orthogonal_projection(dense), dense)
+    plain = nn.Linear(5, 3)
+    with torch.no_grad():
+        layer.weight_dof.copy_(layer.basis.coefficients(plain.weight))
+        layer.bias_module.bias_dof.copy_(layer.bias_module.subspace.adjoint(plain.bias))
+    x = torch.randn(4, 5)
+    torch.testing.assert_close(layer(x), plain(x))

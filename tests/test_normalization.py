@@ -168,3 +168,11 @@ def test_norm_float64_after_double_is_tight(cls):
     rep = rep_pair("ico-rotated-to-irreps")[0]
     module = _randomise(cls(rep)).double().eval()
     assert equivariance_error(module, rep, rep, dtype=torch.float64).max_rel < 1e-12
+
+
+@pytest.mark.parametrize("cls", NORMS)
+def test_norm_compiles(cls):
+    rep = rep_pair("D4-rotated")[0]
+    module = _randomise(cls(rep)).eval()
+    x = torch.randn(4, rep.size)
+    torch.testing.assert_close(torch.compile(module, backend="aot_eager")(x), module(x))
