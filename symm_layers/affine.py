@@ -8,9 +8,11 @@ from escnn.group import Representation
 from torch import nn
 
 from ._types import AffineInitScheme
+from .activations import is_permutation_representation
 from .linear import InvariantSubspace
 from .module import EquivariantModule
 from .reps import decompose
+from .testing import group_elements
 
 
 class eAffine(EquivariantModule):
@@ -124,3 +126,85 @@ class eAffine(EquivariantModule):
             f"in_rep={self.in_rep.name}[{self.in_rep.size}], learnable={self.learnable}, "
             f"scale_dofs={self.num_scale_dof}, bias_dofs={self.num_bias_dof}"
         )
+
+
+def coordinate_orbits(rep: Representation) -> np.ndarray:
+    """Orbit label of every coordinate under a permutation representation (labels 0..n_orbits-1).
+
+    Raises:
+        ValueError: if ``rep`` does not act by permutation matrices.
+    """
+    if not is_permutation_representation(rep):
+        raise ValueError(
+            f"a diagonal equivariant affine needs a permutation representation, and '{rep.name}' is not one; "
+            "use affine='isotypic' (per-irrep-copy scales), which works for every orthogonal representation"
+        )
+    labels = np.arange(rep.size)
+    for g in group_elements(rep.group):
+        image = np.asarray(rep(g)).argmax(axis=0)  # coordinate j is sent to image[j]
+        for j, i in enumerate(image):
+            a, b = labels[j], labels[i]
+            if a != b:
+                labels[labels == max(a, b)] = min(a, b)
+    return np.unique(labels, return_inverse=True)[1]
+
+
+class eDiagonalAffine(EquivariantModule):
+    r"""Elementwise scale and bias that are constant on the orbits of G on coordinates (permutation reps only).
+
+    .. math::
+        y_i = w_{o(i)}\, x_i + b_{o(i)}, \qquad o(i) = \text{orbit of coordinate } i
+
+    A diagonal matrix commutes with every permutation ``rho(g)`` exactly when it is constant on orbits, and a vector
+    is invariant exactly when it is, so this is the most general *diagonal* equivariant affine map. For the
+    trivial group it is torch's elementwise affine; the norms use it to run as one fused kernel.
+
+    Args:
+        in_rep: a permutation representation (regular, quotient, trivial).
+        bias: add the orbit-constant bias.
+        init_scheme: ``"identity"`` or ``"random"``; ``None`` skips it.
+    """
+
+    def __init__(self, in_rep: Representation, bias: bool = True, init_scheme: AffineInitScheme | None = "identity",
+                 *, device=None, dtype=None) -> None:  # fmt: skip
+        super().__init__()
+        self.in_rep = self.out_rep = in_rep
+        orbits = coordinate_orbits(in_rep)
+        self.num_orbits = int(orbits.max()) + 1 if orbits.size else 0
+        self.register_constant("orbit_of", orbits, device=device)
+        self.scale_dof = nn.Parameter(torch.empty(self.num_orbits, device=device, dtype=dtype))
+        self.bias_dof = nn.Parameter(torch.empty(self.num_orbits, device=device, dtype=dtype)) if bias else None
+        if init_scheme is not None:
+            self.reset_parameters(init_scheme)
+
+    @torch.no_grad()
+    def reset_parameters(self, scheme: AffineInitScheme = "identity") -> None:
+        if scheme not in ("identity", "random"):
+            raise ValueError(f"unknown init_scheme {scheme!r}; choose 'identity' or 'random'")
+        for p, value in ((self.scale_dof, 1.0), (self.bias_dof, 0.0)):
+            if p is not None:
+                p.fill_(value) if scheme == "identity" else p.uniform_(-1.0, 1.0)
+
+    def weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The per-coordinate scale and bias vectors ``(D,)``."""
+        bias = None if self.bias_dof is None else self.bias_dof.index_select(0, self.orbit_of)
+        return self.scale_dof.index_select(0, self.orbit_of), bias
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self.check_features(input)
+        weight, bias = self.weight_and_bias()
+        return input * weight if bias is None else torch.addcmul(bias, input, weight)
+
+    def export(self) -> nn.Linear:
+        weight, bias = self.weight_and_bias()
+        lin = nn.Linear(self.in_rep.size, self.in_rep.size, bias=bias is not None, device=weight.device,
+                        dtype=weight.dtype)  # fmt: skip
+        with torch.no_grad():
+            lin.weight.copy_(torch.diag(weight))
+            if bias is not None:
+                lin.bias.copy_(bias)
+        return lin
+
+    def extra_repr(self) -> str:
+        has_bias = self.bias_dof is not None
+        return f"in_rep={self.in_rep.name}[{self.in_rep.size}], orbits={self.num_orbits}, bias={has_bias}"

@@ -13,7 +13,7 @@ from escnn.group import Representation
 from torch import nn
 
 from ._types import AffineInitScheme
-from .affine import eAffine
+from .affine import eAffine, eDiagonalAffine
 from .linear import InvariantSubspace
 from .module import EquivariantModule
 from .reps import decompose
@@ -21,10 +21,17 @@ from .reps import decompose
 NormModule = str  # "rmsnorm" | "layernorm" | "batchnorm"
 
 
-def _affine_or_none(in_rep, equiv_affine, bias, init_scheme, device, dtype) -> eAffine | None:
+AFFINE_SCHEMES = ("isotypic", "diagonal")
+
+
+def _affine_or_none(in_rep, equiv_affine, bias, init_scheme, affine, device, dtype) -> nn.Module | None:
+    """The affine strategy: ``"isotypic"`` (:class:`eAffine`) or ``"diagonal"`` (:class:`eDiagonalAffine`)."""
+    if affine not in AFFINE_SCHEMES:
+        raise ValueError(f"unknown affine {affine!r}; choose one of {', '.join(AFFINE_SCHEMES)}")
     if not equiv_affine:
         return None
-    return eAffine(in_rep, bias=bias, init_scheme=init_scheme, device=device, dtype=dtype)
+    cls = eAffine if affine == "isotypic" else eDiagonalAffine
+    return cls(in_rep, bias=bias, init_scheme=init_scheme, device=device, dtype=dtype)
 
 
 def _export_tail(affine: eAffine | None) -> list[nn.Module]:
@@ -44,6 +51,9 @@ class eRMSNorm(EquivariantModule):
         eps: added to the mean square.
         equiv_affine: follow with a learnable :class:`eAffine` (per-irrep-copy scale, invariant bias).
         init_scheme: of the affine part (``"identity"`` or ``"random"``); ``None`` skips it.
+        affine: ``"isotypic"`` (:class:`eAffine`: one scale per irrep copy, any orthogonal representation) or
+            ``"diagonal"`` (:class:`eDiagonalAffine`: scale and bias constant on coordinate orbits, permutation
+            representations only; fused into torch's norm kernel, like ``nn.RMSNorm``'s elementwise weight).
 
     Shape:
         ``(..., D)`` -> same.
@@ -57,11 +67,14 @@ class eRMSNorm(EquivariantModule):
         device=None,
         dtype=None,
         init_scheme: AffineInitScheme | None = "identity",
+        *,
+        affine: str = "isotypic",
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
         self.eps = eps
-        self.affine = _affine_or_none(in_rep, equiv_affine, True, init_scheme, device, dtype)
+        self.affine = _affine_or_none(in_rep, equiv_affine, True, init_scheme, affine, device, dtype)
+        self.fused_affine = isinstance(self.affine, eDiagonalAffine)
 
     def reset_parameters(self, scheme: AffineInitScheme = "identity") -> None:
         if self.affine is not None:
@@ -69,6 +82,10 @@ class eRMSNorm(EquivariantModule):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self.check_features(input)
+        if self.fused_affine:
+            weight, bias = self.affine.weight_and_bias()
+            out = F.rms_norm(input, (self.in_rep.size,), weight, self.eps)
+            return out if bias is None else out + bias
         out = F.rms_norm(input, (self.in_rep.size,), None, self.eps)
         return out if self.affine is None else self.affine(out)
 
@@ -100,6 +117,8 @@ class eLayerNorm(EquivariantModule):
         equiv_affine: follow with a learnable :class:`eAffine`.
         bias: give the affine part an invariant bias.
         init_scheme: of the affine part.
+        affine: ``"isotypic"`` or ``"diagonal"``, as in :class:`eRMSNorm`; with ``"diagonal"`` (permutation
+            representations, where the centring is the mean) the layer is one ``F.layer_norm`` call.
     """
 
     def __init__(
@@ -111,6 +130,8 @@ class eLayerNorm(EquivariantModule):
         device=None,
         dtype=None,
         init_scheme: AffineInitScheme | None = "identity",
+        *,
+        affine: str = "isotypic",
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
@@ -126,7 +147,8 @@ class eLayerNorm(EquivariantModule):
         self.centring = "none" if norm < 1e-8 else ("mean" if np.allclose(direction, 1.0, atol=1e-8) else "projection")
         unit = direction / norm if norm >= 1e-8 else direction
         self.register_constant("direction", unit, device=device, dtype=dtype)
-        self.affine = _affine_or_none(in_rep, equiv_affine, bias, init_scheme, device, dtype)
+        self.affine = _affine_or_none(in_rep, equiv_affine, bias, init_scheme, affine, device, dtype)
+        self.fused_affine = isinstance(self.affine, eDiagonalAffine) and self.centring == "mean"
 
     def reset_parameters(self, scheme: AffineInitScheme = "identity") -> None:
         if self.affine is not None:
@@ -135,6 +157,8 @@ class eLayerNorm(EquivariantModule):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self.check_features(input)
         shape = (self.in_rep.size,)
+        if self.fused_affine:
+            return F.layer_norm(input, shape, *self.affine.weight_and_bias(), self.eps)
         if self.centring == "mean":
             out = F.layer_norm(input, shape, None, None, self.eps)
         elif self.centring == "projection":
@@ -317,9 +341,14 @@ def _norm_classes(name: str) -> tuple[type[nn.Module], type[nn.Module]]:
     return NORM_MODULES[name]
 
 
-def build_norm(name: NormModule, in_rep: Representation, eps: float, *, device=None, dtype=None) -> nn.Module:
-    """The equivariant normalisation called ``name`` for features of ``in_rep``."""
-    return _norm_classes(name)[0](in_rep, eps=eps, device=device, dtype=dtype)
+def build_norm(
+    name: NormModule, in_rep: Representation, eps: float, *, affine: str = "isotypic", device=None, dtype=None
+) -> nn.Module:
+    """The equivariant normalisation called ``name`` for features of ``in_rep`` (``affine``: see eRMSNorm)."""
+    cls = _norm_classes(name)[0]
+    if cls is eBatchNorm:  # batch norm's affine is per irrep copy already
+        return cls(in_rep, eps=eps, device=device, dtype=dtype)
+    return cls(in_rep, eps=eps, affine=affine, device=device, dtype=dtype)
 
 
 def build_plain_norm(name: NormModule, size: int, eps: float, *, device=None, dtype=None) -> nn.Module:

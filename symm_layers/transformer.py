@@ -133,10 +133,11 @@ def _plain_parts(d_model, dim_feedforward, norm_module, layer_norm_eps, bias, co
 
 
 def _equivariant_parts(in_rep, dim_feedforward, norm_module, layer_norm_eps, bias, count, options, factory):
+    norm_affine = options.pop("norm_affine")
     hidden = regular_hidden_rep(in_rep, dim_feedforward)
     linear1 = eLinear(in_rep, hidden, bias=bias, **options, **factory)
     linear2 = eLinear(hidden, in_rep, bias=bias, **options, **factory)
-    norms = [build_norm(norm_module, in_rep, layer_norm_eps, **factory) for _ in range(count)]
+    norms = [build_norm(norm_module, in_rep, layer_norm_eps, affine=norm_affine, **factory) for _ in range(count)]
     return linear1, linear2, norms
 
 
@@ -199,6 +200,8 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         bias: invariant biases in the feed-forward maps.
         init_scheme: initialisation of the feed-forward maps.
         basis_expansion_scheme, weight_cache: strategies of the feed-forward :class:`eLinear` maps.
+        norm_affine: ``"isotypic"`` (per-irrep-copy scales) or ``"diagonal"`` (orbit-constant, permutation
+            representations only, fused into torch's norm kernels); see :class:`~symm_layers.eRMSNorm`.
 
     Shape:
         ``src``: ``(B, T, D)`` -> ``(B, T, D)``.
@@ -221,13 +224,14 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         *,
         basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
         weight_cache: WeightCacheMode = "cached",
+        norm_affine: str = "isotypic",
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
         if getattr(self_attn, "in_rep", in_rep).size != in_rep.size:
             raise ValueError(f"self_attn acts on {self_attn.in_rep.size} features, in_rep has {in_rep.size}")
         options = {"init_scheme": init_scheme, "basis_expansion_scheme": basis_expansion_scheme}
-        options["weight_cache"] = weight_cache
+        options.update(weight_cache=weight_cache, norm_affine=norm_affine)
         factory = {"device": device, "dtype": dtype}
         parts = _equivariant_parts(in_rep, dim_feedforward, norm_module, layer_norm_eps, bias, 2, options, factory)
         linear1, linear2, norms = parts
@@ -303,11 +307,12 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         *,
         basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
         weight_cache: WeightCacheMode = "cached",
+        norm_affine: str = "isotypic",
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
         options = {"init_scheme": init_scheme, "basis_expansion_scheme": basis_expansion_scheme}
-        options["weight_cache"] = weight_cache
+        options.update(weight_cache=weight_cache, norm_affine=norm_affine)
         factory = {"device": device, "dtype": dtype}
         parts = _equivariant_parts(in_rep, dim_feedforward, norm_module, layer_norm_eps, bias, 3, options, factory)
         linear1, linear2, norms = parts

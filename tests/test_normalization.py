@@ -176,3 +176,55 @@ def test_norm_compiles(cls):
     module = _randomise(cls(rep)).eval()
     x = torch.randn(4, rep.size)
     torch.testing.assert_close(torch.compile(module, backend="aot_eager")(x), module(x))
+
+
+PERMUTATION_CASES = ["C8-regular", "D8-regular", "ico-regular", "D6-mixed"]
+
+
+@pytest.mark.parametrize("case", PERMUTATION_CASES)
+@pytest.mark.parametrize("cls", [eRMSNorm, eLayerNorm])
+def test_diagonal_affine_norm_is_equivariant(case, cls, dtype):
+    rep = rep_pair(case)[0]
+    module = _randomise(cls(rep, affine="diagonal", dtype=dtype))
+    assert module.fused_affine
+    assert_equivariant(module, rep, rep, torch.randn(4, 3, rep.size, dtype=dtype))
+
+
+@pytest.mark.parametrize("cls", [eRMSNorm, eLayerNorm])
+def test_diagonal_affine_matches_the_isotypic_path_with_the_same_map(cls):
+    rep = rep_pair("C8-regular")[0]
+    fused = _randomise(cls(rep, affine="diagonal"))
+    x = torch.randn(5, rep.size)
+    unfused = cls(rep, affine="diagonal")
+    unfused.load_state_dict(fused.state_dict())
+    unfused.fused_affine = False  # the unfused reference: normalise, then apply the affine module
+    torch.testing.assert_close(fused(x), unfused(x))
+    torch.testing.assert_close(fused.export()(x), fused(x))
+
+
+def test_diagonal_affine_on_trivial_group_is_torch_layernorm():
+    G = eg.cyclic_group(1)
+    rep = directsum([G.trivial_representation] * 6)
+    ours, theirs = _randomise(eLayerNorm(rep, affine="diagonal")), nn.LayerNorm(6)
+    with torch.no_grad():
+        theirs.weight.copy_(ours.affine.scale_dof)
+        theirs.bias.copy_(ours.affine.bias_dof)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_diagonal_affine_scales_are_orbit_constant():
+    G = eg.dihedral_group(4)
+    rep = directsum([G.regular_representation, G.trivial_representation])
+    module = eRMSNorm(rep, affine="diagonal")
+    assert module.affine.num_orbits == 2
+
+
+def test_diagonal_affine_refuses_non_permutation_reps():
+    with pytest.raises(ValueError, match="affine='isotypic'"):
+        eRMSNorm(rep_pair("D4-rotated")[0], affine="diagonal")
+
+
+def test_unknown_affine_is_refused():
+    with pytest.raises(ValueError, match="isotypic, diagonal"):
+        eLayerNorm(rep_pair("C8-regular")[0], affine="full")

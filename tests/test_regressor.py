@@ -40,6 +40,16 @@ def test_regressor_is_equivariant(dtype, causal_attn, num_cond_layers, norm_modu
         torch.testing.assert_close(model(X @ r_in.mT, k, Z @ r_cond.mT), y @ r_in.mT)
 
 
+def test_regressor_with_diagonal_norm_affine_is_equivariant():
+    G8 = eg.cyclic_group(8)
+    rep = directsum([G8.regular_representation] * 2)
+    model = eCondTransformerRegressor(rep, rep, None, 6, 3, 1, 2, 32, 0.0, 0.0, norm_affine="diagonal")
+    X, Z, k = torch.randn(2, 4, rep.size), torch.randn(2, 2, rep.size), torch.tensor([3.0, 7.0])
+    for g in group_elements(G8):
+        r = torch.as_tensor(rep(g), dtype=torch.float32)
+        torch.testing.assert_close(model(X @ r.mT, k, Z @ r.mT), model(X, k, Z) @ r.mT)
+
+
 def test_regressor_causal_attention_ignores_the_future():
     model = _model(causal_attn=True).eval()
     X, k, Z = _inputs()

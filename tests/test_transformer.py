@@ -51,6 +51,20 @@ def _causal(t):
 def test_encoder_is_equivariant(rep_name, norm_module, norm_first, dtype):
     rep = REPS[rep_name]
     layer = _encoder(rep, norm_module=norm_module, norm_first=norm_first, dtype=dtype)
+    _check_encoder(layer, rep, dtype)
+
+
+@pytest.mark.parametrize("norm_module", ["rmsnorm", "layernorm"])
+def test_encoder_with_diagonal_norm_affine_is_equivariant(norm_module, dtype):
+    rep = REPS["D4-regular"]
+    layer = _encoder(rep, norm_module=norm_module, norm_affine="diagonal", dtype=dtype)
+    _check_encoder(layer, rep, dtype)
+    layer.eval()
+    x = torch.randn(2, 3, rep.size, dtype=dtype)
+    torch.testing.assert_close(layer.export()(x), layer(x))
+
+
+def _check_encoder(layer, rep, dtype):
     x = torch.randn(3, 5, rep.size, dtype=dtype)
     padding = torch.zeros(3, 5, dtype=torch.bool)
     padding[1, -2:] = True

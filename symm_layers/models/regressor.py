@@ -214,6 +214,7 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
         causal_attn: mask future input tokens.
         norm_module: ``"rmsnorm"``, ``"layernorm"`` or ``"batchnorm"``.
         init_scheme: initialisation of every equivariant linear map.
+        norm_affine: ``"isotypic"`` or ``"diagonal"`` affine in every norm (see :class:`~symm_layers.eRMSNorm`).
 
     Shape:
         ``X``: ``(B, T, |in|)``, ``opt_step``: scalar or ``(B,)``, ``Z``: ``(B, T_z, |cond|)`` ->
@@ -224,7 +225,8 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
                  in_horizon: int, cond_horizon: int, num_layers: int, num_attention_heads: int, embedding_dim: int,
                  p_drop_emb: float = 0.1, p_drop_attn: float = 0.1, causal_attn: bool = False,
                  num_cond_layers: int = 0, norm_module: str = "rmsnorm",
-                 init_scheme: InitScheme | None = "xavier_uniform", *, device=None, dtype=None) -> None:  # fmt: skip
+                 init_scheme: InitScheme | None = "xavier_uniform", *, norm_affine: str = "isotypic", device=None,
+                 dtype=None) -> None:  # fmt: skip
         super().__init__()
         out_rep = in_rep if out_rep is None else out_rep
         check_same_group(in_rep, cond_rep, out_rep)
@@ -237,13 +239,18 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
         invariant = InvariantEmbedding(emb, **f)
         if num_cond_layers > 0:
             attn = eMultiheadAttention(emb, h, dropout=p_drop_attn, **f)
-            layer = eTransformerEncoderLayer(emb, attn, ffn, p_drop_attn, norm_module=norm_module, **lin)
+            layer = eTransformerEncoderLayer(
+                emb, attn, ffn, p_drop_attn, norm_module=norm_module, norm_affine=norm_affine, **lin
+            )
             encoder = TransformerStack(layer, num_cond_layers)
         else:
             encoder = eMLP(emb, emb, [ffn], activation="gelu", **lin)
         attns = [eMultiheadAttention(emb, h, dropout=p_drop_attn, **f) for _ in range(2)]
         decoder = TransformerStack(
-            eTransformerDecoderLayer(emb, *attns, ffn, p_drop_attn, norm_module=norm_module, **lin), num_layers
+            eTransformerDecoderLayer(
+                emb, *attns, ffn, p_drop_attn, norm_module=norm_module, norm_affine=norm_affine, **lin
+            ),
+            num_layers,
         )
         width = invariant.subspace.dim
         self._init_parts(
@@ -251,7 +258,7 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
             nn.Sequential(*_time_mlp(width, width, f), invariant),
             PositionTable(in_horizon, width, InvariantEmbedding(emb, **f), **f),
             PositionTable(cond_horizon + 1, width, InvariantEmbedding(emb, **f), **f),
-            encoder, decoder, build_norm(norm_module, emb, 1e-5, **f), eLinear(emb, out_rep, **lin),
+            encoder, decoder, build_norm(norm_module, emb, 1e-5, affine=norm_affine, **f), eLinear(emb, out_rep, **lin),
             p_drop_emb, causal_attn, in_horizon, cond_horizon,
         )  # fmt: skip
         self.embedding_rep = emb
