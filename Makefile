@@ -17,6 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 results: $(STAMP)
 	$(PY) benchmarks/linear_family.py --profile quick --out results/linear_family
+	$(PY) benchmarks/layer_family.py --profile quick --out results/layer_family
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,9 +13,7 @@ by round in rotating order; each reports its median over rounds. ``table.md`` is
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import importlib.metadata
 import itertools
 import json
 import os
@@ -25,15 +23,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parent.parent
-GROUP_ORDERS = {"C8": 8, "D8": 16, "ico": 60}
+if __package__:  # imported as part of the benchmarks folder (asv discovery)
+    from . import common
+else:  # run as a script: benchmarks/ is sys.path[0]
+    import common
+
 BASELINE = "nn.Linear"
 IMPLS = {  # key -> (basis_expansion_scheme, weight_cache, column label)
     "iso_cached": ("isotypic_expansion", "cached", "isotypic (cached)"),
@@ -47,8 +48,12 @@ METRICS = {  # metric -> (unit, section title)
     "construction": ("s", "Construction time (cold caches), seconds"),
 }
 # Speed targets are checked on the default eLinear; memory and construction on isotypic in both cache modes.
-TARGET_IMPLS = {"train_fwd_bwd": ("iso_cached",), "eval_fwd": ("iso_cached",),
-                "resident": ("iso_cached", "iso_uncached"), "construction": ("iso_cached", "iso_uncached")}
+TARGET_IMPLS = {
+    "train_fwd_bwd": ("iso_cached",),
+    "eval_fwd": ("iso_cached",),
+    "resident": ("iso_cached", "iso_uncached"),
+    "construction": ("iso_cached", "iso_uncached"),
+}
 PROBE = ("D8", 256)  # memory_heavy construction probe: group, D_target; targets <= 3 s and peak <= 1.3x the basis
 PROBE_MAX_S, PROBE_MAX_PEAK = 3.0, 1.3
 
@@ -58,10 +63,11 @@ class Budget:
     rounds: int  # interleaved rounds per (cell, metric); every implementation is timed once per round
     stable_rounds: int  # rounds for the eval cells with the 1.03x target (D >= 256, B = 256)
     round_s: float  # time spent on one implementation in one round
-    blocks: int  # blocks per round; the round's value is the median of the blocks' mean call times
+    blocks: int  # blocks per round; the round's value is the fastest block's mean call time
+    probe_runs: int  # fresh subprocesses for the memory_heavy construction probe (median reported)
 
 
-PROFILES = {"quick": Budget(5, 11, 0.05, 5), "full": Budget(11, 31, 0.2, 7)}
+PROFILES = {"quick": Budget(7, 15, 0.05, 5, 3), "full": Budget(11, 31, 0.2, 7, 5)}
 
 
 @dataclass
@@ -75,19 +81,11 @@ class Config:
     probe: str | None = None  # internal: "GROUP:D" builds one memory_heavy layer and prints JSON
 
     def command(self) -> str:
-        cmd = f"python benchmarks/linear_family.py --profile {self.profile} --out {self.out}"
-        for flag in ("groups", "dims", "batches"):
-            if getattr(self, flag) != getattr(Config, flag):
-                cmd += f" --{flag} " + " ".join(map(str, getattr(self, flag)))
-        return cmd
+        return common.command_line("linear_family.py", self, ("groups", "dims", "batches"))
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", choices=sorted(PROFILES), default=Config.profile, help="quick: <= 6 min on 2 cores")
-    p.add_argument("--out", type=Path, default=Config.out, help="output directory (default %(default)s)")
-    p.add_argument("--from-raw", action="store_true", help="only re-render table.md from raw.csv and meta.json")
-    p.add_argument("--groups", nargs="+", choices=list(GROUP_ORDERS), default=list(Config.groups))
+    p = common.base_parser(__doc__, PROFILES, Config, "<= 6 min on 2 cores")
     p.add_argument("--dims", nargs="+", type=int, default=list(Config.dims), help="target feature sizes D")
     p.add_argument("--batches", nargs="+", type=int, default=list(Config.batches))
     p.add_argument("--probe", help=argparse.SUPPRESS)
@@ -95,20 +93,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(a.profile, a.out, a.from_raw, tuple(a.groups), tuple(a.dims), tuple(a.batches), a.probe)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------------------------- building
-def regular_rep(group: str, d_target: int):
-    """``n`` copies of the regular representation, ``n = max(1, round(D_target / |G|))``."""
-    import escnn.group as eg
-    from escnn.group import directsum
-
-    G = {"C8": lambda: eg.cyclic_group(8), "D8": lambda: eg.dihedral_group(8), "ico": eg.ico_group}[group]()
-    return directsum([G.regular_representation] * max(1, round(d_target / G.order())))
-
-
 def build(impl: str, rep) -> nn.Module:
     """Build one implementation from cold: memoised decompositions and Hom spaces are forgotten first."""
     if impl == BASELINE:
@@ -128,72 +113,53 @@ def resident_bytes(m: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in itertools.chain(m.parameters(), m.buffers()))
 
 
-def available_ram_bytes() -> int:
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+def proc_bytes(path: str, field: str) -> int:
+    """A ``field: N kB`` line of a /proc file, in bytes."""
+    with open(path) as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
 
 
 def run_probe(spec: str) -> None:
-    """Subprocess body: build one memory_heavy eLinear, print its construction time and peak memory as JSON."""
+    """Subprocess body: build one memory_heavy eLinear, print its construction time and peak memory as JSON.
+
+    A one-copy layer is built first, so that one-time costs (lazy imports, first-use paging of torch's kernels)
+    are not counted as construction. ``peak_ru_maxrss`` is ru_maxrss after minus RSS before; Linux carries the
+    parent's peak RSS into ru_maxrss across fork+exec, so ``peak`` (used for the verdict) is taken from this
+    process's own high-water mark VmHWM instead, reset just before the build where the kernel allows it.
+    """
     from symm_layers import eLinear
 
     group, d_target = spec.split(":")
     torch.set_num_threads(1)
-    rep = regular_rep(group, int(d_target))
+    small = common.regular_rep(group, 1)
+    eLinear(small, small, basis_expansion_scheme="memory_heavy")
+    rep = common.regular_rep(group, int(d_target))
     gc.collect()
-    with open("/proc/self/statm") as f:
-        rss_before = int(f.read().split()[1]) * resource.getpagesize()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+    rss_before = proc_bytes("/proc/self/status", "VmRSS")
     start = time.perf_counter()
     layer = eLinear(rep, rep, basis_expansion_scheme="memory_heavy")
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before  # ru_maxrss: KiB on Linux
-    print(json.dumps({"D": rep.size, "seconds": seconds, "peak": peak, "basis": layer.basis.dim * rep.size**2 * 4}))
+    print(
+        json.dumps(
+            {
+                "D": rep.size,
+                "seconds": seconds,
+                "peak": proc_bytes("/proc/self/status", "VmHWM") - rss_before,
+                "peak_ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before,
+                "basis": layer.basis.dim * rep.size**2 * 4,
+            }
+        )
+    )
 
 
 # ----------------------------------------------------------------------------------------------- timing
-def seconds_per_call(fn: Callable[[], object]) -> float:
-    """Warm up once, then estimate one call's duration with a doubling loop (>= 5 ms or 4096 calls)."""
-    fn()
-    number = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed > 0.005 or number >= 4096:
-            return elapsed / number
-        number *= 2
-
-
-def one_round(fn: Callable[[], object], per_call: float, budget: Budget) -> float:
-    """Seconds per call in one round: the median over blocks of the mean call time in each block."""
-    blocks = max(1, min(budget.blocks, int(budget.round_s / per_call)))
-    number = max(1, round(budget.round_s / (blocks * per_call)))
-    means = []
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(blocks):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            means.append((time.perf_counter() - start) / number)
-    finally:
-        gc.enable()
-    return statistics.median(means)
-
-
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: Budget) -> dict[str, list[float]]:
-    """Time every implementation once per round, rotating the order so that none always runs first."""
-    per_call = {k: seconds_per_call(fn) for k, fn in fns.items()}
-    keys, samples = list(fns), {k: [] for k in fns}
-    for r in range(rounds):
-        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
-            samples[k].append(one_round(fns[k], per_call[k], budget))
-    return samples
-
-
 def train_step(m: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+    """One training call: ``zero_grad(set_to_none=True)``, forward, backward of a fixed upstream gradient."""
+
     def step() -> None:
         m.zero_grad(set_to_none=True)
         m(x).backward(grad)
@@ -202,6 +168,8 @@ def train_step(m: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[]
 
 
 def eval_forward(m: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """One inference call under ``torch.no_grad()`` (the module is put in eval mode by the caller)."""
+
     def forward() -> torch.Tensor:
         with torch.no_grad():
             return m(x)
@@ -209,30 +177,38 @@ def eval_forward(m: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     return forward
 
 
-def relative_iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    q = statistics.quantiles(values, n=4)
-    return (q[2] - q[0]) / statistics.median(values)
-
-
 # ----------------------------------------------------------------------------------------------- measuring
 def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
     """Every metric of one (group, D) for every implementation, as long-form rows."""
-    rep = regular_rep(group, d_target)
+    from symm_layers.basis import DEFAULT_MAX_BASIS_BYTES
+
+    rep = common.regular_rep(group, d_target)
     d, rows, modules, notes = rep.size, [], {}, {}
     static: dict[str, dict[str, float]] = {"construction": {}, "resident": {}}
 
     def add(batch: int | str, impl: str, metric: str, value, baseline, rounds: int = 1, spread: float = 0.0):
-        rows.append({"group": group, "group_order": GROUP_ORDERS[group], "D_target": d_target, "D": d,
-                     "B": str(batch), "implementation": impl, "metric": metric, "value": value,
-                     "unit": METRICS[metric][0], "baseline": baseline, "rounds": rounds, "spread": spread,
-                     "note": notes.get(impl, "")})
+        rows.append(
+            {
+                "group": group,
+                "group_order": common.GROUP_ORDERS[group],
+                "D_target": d_target,
+                "D": d,
+                "B": str(batch),
+                "implementation": impl,
+                "metric": metric,
+                "value": value,
+                "unit": METRICS[metric][0],
+                "baseline": baseline,
+                "rounds": rounds,
+                "spread": spread,
+                "note": notes.get(impl, ""),
+            }
+        )
 
     for impl in [BASELINE, *IMPLS]:
-        if impl == "mh_cached":  # the stack is dim x D x D floats; never start a build that cannot fit in RAM
+        if impl == "mh_cached":  # a stack of dim x D x D floats: never start a build under the limit but over RAM
             stack = modules["iso_cached"].basis.dim * d * d * 4
-            if stack * 1.3 > available_ram_bytes():
+            if stack <= DEFAULT_MAX_BASIS_BYTES and stack * 1.3 > proc_bytes("/proc/meminfo", "MemAvailable"):
                 notes[impl] = "skipped (not enough free RAM)"
                 continue
         torch.manual_seed(0)
@@ -249,7 +225,7 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
     for metric, values in static.items():
         for impl in [BASELINE, *IMPLS]:
             add("-", impl, metric, values.get(impl), values[BASELINE])
-    log(f"[{group} D={d}] built {', '.join(modules)} " + " ".join(f"({k}: {v})" for k, v in notes.items()))
+    common.log(f"[{group} D={d}] built {', '.join(modules)} " + " ".join(f"({k}: {v})" for k, v in notes.items()))
 
     for batch in cfg.batches:
         gen = torch.Generator().manual_seed(batch)
@@ -263,52 +239,77 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
             stable = not training and d_target >= 256 and batch == 256
             budget = PROFILES[cfg.profile]
             rounds = budget.stable_rounds if stable else budget.rounds
-            samples = interleaved(fns, rounds, budget)
+            samples = common.interleaved(fns, rounds, budget)
             ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
-            for impl in [BASELINE, *IMPLS]:
-                add(batch, impl, metric, ms.get(impl), ms[BASELINE], rounds, relative_iqr(samples.get(impl, [])))
+            for impl in [BASELINE, *IMPLS]:  # spread: of the baseline's samples, of a candidate's per-round ratios
+                paired = [t / b for t, b in zip(samples.get(impl, []), samples[BASELINE], strict=False)]
+                spread = common.relative_iqr(samples[BASELINE] if impl == BASELINE else paired)
+                add(batch, impl, metric, ms.get(impl), ms[BASELINE], rounds, spread)
             ratios = " ".join(f"{k}={v / ms[BASELINE]:.3f}x" for k, v in ms.items() if k != BASELINE)
-            log(f"[{group} D={d} B={batch}] {metric}: {BASELINE} {ms[BASELINE]:.4f} ms; {ratios}")
+            common.log(f"[{group} D={d} B={batch}] {metric}: {BASELINE} {ms[BASELINE]:.4f} ms; {ratios}")
     return rows
 
 
-def measure_probe() -> list[dict]:
-    """Run the memory_heavy construction probe in a fresh interpreter (clean ru_maxrss)."""
+def measure_probe(runs: int) -> list[dict]:
+    """The memory_heavy construction probe, each run in a fresh interpreter; medians over runs."""
     group, d_target = PROBE
     cmd = [sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--probe", f"{group}:{d_target}"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    if proc.returncode != 0:
-        log(f"[probe] failed:\n{proc.stderr[-2000:]}")
-        return []
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    log(f"[probe {group} D={res['D']}] {res['seconds']:.2f} s, peak {res['peak'] / res['basis']:.2f}x the basis")
-    base = {"group": group, "group_order": GROUP_ORDERS[group], "D_target": d_target, "D": res["D"], "B": "-",
-            "implementation": "mh_cached", "baseline": None, "rounds": 1, "spread": 0.0, "note": "fresh subprocess"}
-    return [{**base, "metric": f"probe_{key}", "value": res[key], "unit": "s" if key == "seconds" else "bytes"}
-            for key in ("seconds", "peak", "basis")]
-
-
-def collect_meta(cfg: Config, wall_s: float) -> dict:
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    try:
-        git = ["git", "rev-parse", "HEAD"]
-        commit = subprocess.run(git, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    try:
-        escnn = importlib.metadata.version("escnn")
-    except importlib.metadata.PackageNotFoundError:
-        escnn = "unknown"
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__, "escnn": escnn, "python": sys.version.split()[0], "cpu": cpu,
-            "cores": os.cpu_count(), "threads": torch.get_num_threads(), "commit": commit, "profile": cfg.profile,
-            "budget": asdict(PROFILES[cfg.profile]), "command": cfg.command(), "out": str(cfg.out),
-            "wall_s": round(wall_s, 1)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(common.REPO), os.environ.get("PYTHONPATH")]))}
+    results = []
+    for _ in range(runs):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        if proc.returncode != 0:
+            common.log(f"[probe] failed:\n{proc.stderr[-2000:]}")
+            return []
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        common.log(
+            f"[probe {group} D={results[-1]['D']}] {results[-1]['seconds']:.2f} s, "
+            f"peak {results[-1]['peak'] / results[-1]['basis']:.2f}x the basis"
+        )
+    base = {
+        "group": group,
+        "group_order": common.GROUP_ORDERS[group],
+        "D_target": d_target,
+        "D": results[0]["D"],
+        "B": "-",
+        "implementation": "mh_cached",
+        "baseline": None,
+        "rounds": runs,
+        "note": "fresh subprocess",
+    }
+    return [
+        {
+            **base,
+            "metric": f"probe_{key}",
+            "value": statistics.median(r[key] for r in results),
+            "unit": "s" if key == "seconds" else "bytes",
+            "spread": common.relative_iqr([r[key] for r in results]),
+        }
+        for key in ("seconds", "peak", "peak_ru_maxrss", "basis")
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- rendering
+HEADER = """# eLinear family vs torch.nn.Linear
+
+{verdict}
+
+- machine: {cpu} ({cores} cores), CPU, {threads} torch thread(s), float32
+- torch {torch}, escnn {escnn}, python {python}; commit `{commit}`
+- date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}
+- regenerate: `{command}`; re-render this table only: `python benchmarks/linear_family.py --from-raw --out {out}`
+- timing: nn.Linear and the candidates alternate block by block in interleaved rounds (order rotated every round);
+  a round's sample is its fastest block; each implementation reports its median over rounds, and ratio =
+  candidate median / nn.Linear median. CPU share = process CPU time / wall time over the grid (below ~95%: other
+  processes competed for the cores, so timings are noisier). Ratio IQR = relative
+  interquartile range of the per-round ratios of isotypic (cached): the noise of its ratio. Train =
+  `zero_grad(set_to_none=True); m(x).backward(g)` with a fixed random g; eval = `m.eval()`, `torch.no_grad()`.
+- speed targets are checked on the default eLinear (isotypic, cached); memory and construction on isotypic in both
+  cache modes. refused = memory_heavy basis over its 2 GiB limit; skipped = not enough free RAM to build it.
+
+"""
+
+
 def target_for(metric: str, d_target: int, batch: str) -> float | None:
     """A ratio to nn.Linear (seconds for construction), or None where the cell has no target."""
     if metric == "train_fwd_bwd" and d_target >= 1024:
@@ -334,7 +335,8 @@ def metric_table(raw: pd.DataFrame, metric: str, failures: list[str]) -> pd.Data
         if batch != "-":
             r["B"] = int(batch)
         r[BASELINE] = {"ms": f"{base:.4f} ms", "bytes": f"{base / 1024:.1f} KiB", "s": f"{base:.4f}"}[
-            METRICS[metric][0]]
+            METRICS[metric][0]
+        ]
         ratios = {}
         for k, (_, _, label) in IMPLS.items():
             if pd.isna(vals.loc[k, "value"]):
@@ -343,7 +345,7 @@ def metric_table(raw: pd.DataFrame, metric: str, failures: list[str]) -> pd.Data
             ratios[k] = vals.loc[k, "value"] / (1.0 if metric == "construction" else base)
             r[label] = f"{ratios[k]:.3f}{suffix}"
         if metric in ("train_fwd_bwd", "eval_fwd"):
-            r["noise (IQR)"] = f"{100 * max(vals.loc[BASELINE, 'spread'], vals.loc['iso_cached', 'spread']):.1f}%"
+            r["ratio IQR"] = f"{100 * vals.loc['iso_cached', 'spread']:.1f}%"
         target = target_for(metric, int(cell.D_target.iloc[0]), batch)
         r["target"], r["verdict"] = ("—", "—") if target is None else (f"≤ {target:g}{unit}", "pass")
         if target is not None and max(ratios[k] for k in TARGET_IMPLS[metric]) > target:
@@ -356,67 +358,77 @@ def metric_table(raw: pd.DataFrame, metric: str, failures: list[str]) -> pd.Data
 
 
 def probe_table(raw: pd.DataFrame, failures: list[str]) -> pd.DataFrame | None:
-    p = raw[raw.metric.str.startswith("probe_")].set_index("metric")
+    p = raw[raw.metric.str.startswith("probe_")].set_index("metric").value
     if p.empty:
         return None
-    secs, peak, basis = (float(p.loc[f"probe_{k}", "value"]) for k in ("seconds", "peak", "basis"))
-    where = f"{p.group.iloc[0]} D={int(p.D.iloc[0])}"
+    info = raw[raw.metric == "probe_seconds"].iloc[0]
+    secs, ratio = p["probe_seconds"], p["probe_peak"] / p["probe_basis"]
+    where = f"{info.group} D={info.D}"
     if secs > PROBE_MAX_S:
         failures.append(f"memory_heavy construction {where}: {secs:.2f} s (target ≤ {PROBE_MAX_S:g} s)")
-    if peak / basis > PROBE_MAX_PEAK:
-        failures.append(f"memory_heavy construction peak {where}: {peak / basis:.2f}× the basis "
-                        f"(target ≤ {PROBE_MAX_PEAK:g}×)")
-    ok = secs <= PROBE_MAX_S and peak / basis <= PROBE_MAX_PEAK
-    return pd.DataFrame([{"group": p.group.iloc[0], "D": int(p.D.iloc[0]), "seconds": f"{secs:.2f}",
-                          "peak RSS growth": f"{peak / 2**20:.0f} MiB", "basis stack": f"{basis / 2**20:.0f} MiB",
-                          "peak / basis": f"{peak / basis:.2f}×", "target": f"≤ {PROBE_MAX_S:g} s, ≤ "
-                          f"{PROBE_MAX_PEAK:g}×", "verdict": "pass" if ok else "FAIL"}])
+    if ratio > PROBE_MAX_PEAK:
+        failures.append(
+            f"memory_heavy construction peak {where}: {ratio:.2f}× the basis (target ≤ {PROBE_MAX_PEAK:g}×)"
+        )
+    ok = secs <= PROBE_MAX_S and ratio <= PROBE_MAX_PEAK
+    mib = {k: f"{p[f'probe_{k}'] / 2**20:.0f} MiB" for k in ("peak", "peak_ru_maxrss", "basis")}
+    return pd.DataFrame(
+        [
+            {
+                "group": info.group,
+                "D": info.D,
+                "runs": info.rounds,
+                "seconds": f"{secs:.2f} s",
+                "peak RSS growth (VmHWM)": mib["peak"],
+                "(ru_maxrss)": mib["peak_ru_maxrss"],
+                "basis stack": mib["basis"],
+                "peak / basis": f"{ratio:.2f}×",
+                "target": f"≤ {PROBE_MAX_S:g} s, ≤ {PROBE_MAX_PEAK:g}×",
+                "verdict": "pass" if ok else "FAIL",
+            }
+        ]
+    )
 
 
 def render(out: Path) -> str:
     raw = pd.read_csv(out / "raw.csv", dtype={"B": str, "note": str})
     meta = json.loads((out / "meta.json").read_text())
     failures: list[str] = []
-    sections = [f"## {METRICS[m][1]}\n\n{metric_table(raw, m, failures).to_markdown(index=False)}\n" for m in METRICS]
+    sections = [
+        f"## {METRICS[m][1]}\n\n{metric_table(raw, m, failures).to_markdown(index=False, disable_numparse=True)}\n"
+        for m in METRICS
+    ]
     probe = probe_table(raw, failures)
     if probe is not None:
-        sections.append(f"## memory_heavy construction (fresh subprocess)\n\n{probe.to_markdown(index=False)}\n")
-    return "\n".join([
-        "# eLinear family vs torch.nn.Linear", "",
-        ("**Failing targets:** " + "; ".join(failures)) if failures else "**All targets met.**", "",
-        f"- machine: {meta['cpu']} ({meta['cores']} cores), CPU, {meta['threads']} torch thread(s), float32",
-        f"- torch {meta['torch']}, escnn {meta['escnn']}, python {meta['python']}; commit `{meta['commit']}`",
-        f"- date {meta['date']}; profile `{meta['profile']}` {meta['budget']}; measured in {meta['wall_s']} s",
-        f"- regenerate: `{meta['command']}`; re-render this table only: "
-        f"`python benchmarks/linear_family.py --from-raw --out {meta['out']}`",
-        "- timing: nn.Linear and the candidates are timed in interleaved rounds (rotating order); each reports its "
-        "median over rounds and ratio = candidate median / nn.Linear median. Noise = the larger relative IQR over "
-        "rounds of nn.Linear and isotypic (cached). Train = `zero_grad; m(x).backward(g)` with a fixed random g.",
-        "- speed targets are checked on the default eLinear (isotypic, cached); memory and construction on isotypic "
-        "in both cache modes. refused = memory_heavy basis over its 2 GiB limit.", "", *sections])
+        title = (
+            "## memory_heavy construction (fresh subprocess per run, medians)\n\nPeak = VmHWM after the build minus "
+            "RSS before it. The ru_maxrss-based figure is shown too, but Linux carries the parent's peak RSS into a "
+            "child's ru_maxrss across fork+exec, so it overstates the build when the parent is large."
+        )
+        sections.append(f"{title}\n\n{probe.to_markdown(index=False, disable_numparse=True)}\n")
+    return common.page(HEADER, meta, sections, failures)
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    if str(common.REPO) not in sys.path:
+        sys.path.insert(0, str(common.REPO))
     if cfg.probe:
         return run_probe(cfg.probe)
     if not cfg.from_raw:
         torch.set_num_threads(1)
-        start, rows = time.perf_counter(), []
+        start, cpu_start, rows = time.perf_counter(), time.process_time(), []
         for group in cfg.groups:
             for d_target in cfg.dims:
                 rows += measure_cell(cfg, group, d_target)
                 gc.collect()
-        rows += measure_probe()
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(cfg.out / "raw.csv", index=False)
-        meta = collect_meta(cfg, time.perf_counter() - start)
-        (cfg.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        log(f"measured in {meta['wall_s']} s")
+        cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)  # of the grid, not the probe
+        rows += measure_probe(PROFILES[cfg.profile].probe_runs)
+        common.save_run(
+            cfg.out, rows, common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
+        )
     (cfg.out / "table.md").write_text(render(cfg.out))
-    log(f"wrote {cfg.out / 'table.md'}")
+    common.log(f"wrote {cfg.out / 'table.md'}")
 
 
 if __name__ == "__main__":

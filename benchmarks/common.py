@@ -1,0 +1,176 @@
+"""What the standalone benchmark scripts share: groups, interleaved timing, logging and the run's provenance.
+
+Used by ``linear_family.py`` and ``layer_family.py``. Defines no names asv would collect (no ``time_*``,
+``mem_*``, ``peakmem_*``, ``track_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.metadata
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+GROUP_ORDERS = {"C8": 8, "D8": 16, "ico": 60}
+T0 = time.perf_counter()
+
+
+class TimingBudget(Protocol):
+    round_s: float  # time spent on one implementation in one round
+    blocks: int  # blocks per round; the round's value is the fastest block's mean call time
+
+
+class RunConfig(Protocol):
+    profile: str
+    out: Path
+    groups: tuple[str, ...]
+
+    def command(self) -> str: ...
+
+
+def base_parser(doc: str | None, profiles: dict, default: RunConfig, quick_note: str) -> argparse.ArgumentParser:
+    """The options every script has: ``--profile``, ``--out``, ``--from-raw`` and ``--groups``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=sorted(profiles), default=default.profile, help=f"quick: {quick_note}")
+    p.add_argument("--out", type=Path, default=default.out, help="output directory (default %(default)s)")
+    p.add_argument("--from-raw", action="store_true", help="only re-render table.md from raw.csv and meta.json")
+    p.add_argument("--groups", nargs="+", choices=list(GROUP_ORDERS), default=list(default.groups))
+    return p
+
+
+def command_line(script: str, cfg: RunConfig, flags: tuple[str, ...]) -> str:
+    """The command that regenerates ``cfg``'s outputs; the given list-valued flags are named where not default."""
+    cmd = f"python benchmarks/{script} --profile {cfg.profile} --out {cfg.out}"
+    for flag in flags:
+        if getattr(cfg, flag) != getattr(type(cfg), flag):
+            cmd += f" --{flag} " + " ".join(map(str, getattr(cfg, flag)))
+    return cmd
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def regular_rep(group: str, d_target: int):
+    """``n`` copies of the regular representation, ``n = max(1, round(D_target / |G|))``."""
+    import escnn.group as eg
+    from escnn.group import directsum
+
+    G = {"C8": lambda: eg.cyclic_group(8), "D8": lambda: eg.dihedral_group(8), "ico": eg.ico_group}[group]()
+    return directsum([G.regular_representation] * max(1, round(d_target / G.order())))
+
+
+# ----------------------------------------------------------------------------------------------- timing
+def block_mean(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def seconds_per_call(fn: Callable[[], object]) -> float:
+    """Warm up once, then estimate one call's duration with blocks doubling up to >= 5 ms (or 4096 calls)."""
+    fn()
+    number = 1
+    while (per_call := block_mean(fn, number)) * number < 0.005 and number < 4096:
+        number *= 2
+    return per_call
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: TimingBudget) -> dict[str, list[float]]:
+    """Seconds per call of every implementation, one sample per round.
+
+    Within a round the implementations alternate block by block (in an order rotated every round), so slow drifts
+    of the machine hit all of them alike; a round's sample is its fastest block mean, as load from other processes
+    only ever adds time.
+    """
+    per_call = {k: seconds_per_call(fn) for k, fn in fns.items()}
+    blocks = {k: max(1, min(budget.blocks, int(budget.round_s / t))) for k, t in per_call.items()}
+    number = {k: max(1, round(budget.round_s / (blocks[k] * t))) for k, t in per_call.items()}
+    keys, samples = list(fns), {k: [] for k in fns}
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            order, means = keys[r % len(keys) :] + keys[: r % len(keys)], {k: [] for k in keys}
+            for b in range(budget.blocks):
+                for k in order:
+                    if b < blocks[k]:
+                        means[k].append(block_mean(fns[k], number[k]))
+            for k in keys:
+                samples[k].append(min(means[k]))
+    finally:
+        gc.enable()
+    return samples
+
+
+def relative_iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4)
+    return (q[2] - q[0]) / statistics.median(values)
+
+
+# ----------------------------------------------------------------------------------------------- provenance
+def collect_meta(cfg: RunConfig, budget: Any, wall_s: float, cpu_share: float) -> dict:
+    """Date, versions, machine, commit (marked when tracked files differ from it) and the run, for ``meta.json``.
+
+    ``budget`` is the profile's dataclass; ``cpu_share`` is process CPU time over wall time while measuring.
+    """
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    try:
+        git = {"cwd": REPO, "capture_output": True, "text": True, "check": True}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
+        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git).stdout.strip():
+            commit += " + uncommitted changes"
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    try:
+        escnn = importlib.metadata.version("escnn")
+    except importlib.metadata.PackageNotFoundError:
+        escnn = "unknown"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "escnn": escnn,
+        "python": sys.version.split()[0],
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "commit": commit,
+        "profile": cfg.profile,
+        "budget": asdict(budget),
+        "command": cfg.command(),
+        "out": str(cfg.out),
+        "wall_s": round(wall_s, 1),
+        "cpu_share": round(cpu_share, 3),
+    }
+
+
+def page(header: str, meta: dict, sections: list[str], failures: list[str]) -> str:
+    """``table.md``: ``header`` filled from ``meta`` and the verdict line (failing targets first), then the sections."""
+    verdict = ("**Failing targets:** " + "; ".join(failures)) if failures else "**All targets met.**"
+    return header.format(verdict=verdict, **meta) + "\n".join(sections)
+
+
+def save_run(out: Path, rows: list[dict], meta: dict) -> None:
+    """Write ``raw.csv`` (long form, one row per measurement) and ``meta.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / "raw.csv", index=False)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"measured in {meta['wall_s']} s")
