@@ -96,12 +96,15 @@ def test_elinear_trains_like_a_linear_layer():
     assert loss.item() < 1e-3
 
 
-def test_invariant_bias_is_invariant(case, dtype):
+@pytest.mark.parametrize("weight_cache", CACHE_MODES)
+def test_invariant_bias_is_invariant(case, dtype, weight_cache):
     _, out_rep = rep_pair(case)
-    module = InvariantBias(out_rep, init_scheme="uniform", dtype=dtype)
+    module = InvariantBias(out_rep, init_scheme="uniform", weight_cache=weight_cache, dtype=dtype)
     if not module.has_bias:
         pytest.skip("no trivial irrep")
     assert_equivariant(module, out_rep, out_rep, dtype=dtype)
+    with torch.no_grad():
+        assert_equivariant(module.eval(), out_rep, out_rep, dtype=dtype)
     for g in [out_rep.group.identity] + list(out_rep.group.testing_elements())[:5]:
         rho = torch.as_tensor(out_rep(g), dtype=dtype)
         torch.testing.assert_close(rho @ module.bias, module.bias)
