@@ -106,7 +106,8 @@ class CachedWeight(WeightCacheMode):
         return self.weight_cache.get((dof,), lambda: strategy.expand(dof))
 
     def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
-        if dof.requires_grad and torch.is_grad_enabled():
+        records = dof.requires_grad or (bias is not None and bias[1].requires_grad)
+        if records and torch.is_grad_enabled():
             out = strategy.apply(dof, x)
             return out if bias is None else out + bias[0].expand(bias[1])
         if bias is None:

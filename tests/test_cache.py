@@ -168,3 +168,13 @@ def test_inference_mode_uses_the_cache(strategy):
     with torch.inference_mode():
         out = layer(x)
     torch.testing.assert_close(out, _fresh(layer, x))
+
+
+def test_frozen_weight_still_trains_the_bias(strategy):
+    layer = _layer(strategy).eval()
+    layer.weight_dof.requires_grad_(False)
+    x = torch.randn(3, layer.in_features)
+    with torch.no_grad():
+        layer(x)  # fill the cache
+    layer(x).sum().backward()
+    assert layer.bias_module.bias_dof.grad is not None and layer.bias_module.bias_dof.grad.abs().sum() > 0
