@@ -190,10 +190,10 @@ class eDiagonalAffine(EquivariantModule):
         bias = None if self.bias_dof is None else self.bias_dof.index_select(0, self.orbit_of)
         return self.scale_dof.index_select(0, self.orbit_of), bias
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.check_features(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_features(x)
         weight, bias = self.weight_and_bias()
-        return input * weight if bias is None else torch.addcmul(bias, input, weight)
+        return x * weight if bias is None else torch.addcmul(bias, x, weight)
 
     def export(self) -> nn.Linear:
         weight, bias = self.weight_and_bias()

@@ -154,7 +154,7 @@ class _AttentionCore(nn.Module):
         query_positions: torch.Tensor | None = None,
         key_positions: torch.Tensor | None = None,
         position_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (output, attention weights or None)
         """Attend from ``query`` ``(B, T_q, D)`` to ``key``/``value`` ``(B, T_k, D)``; returns ``(out, weights)``.
 
         Args:

@@ -77,7 +77,7 @@ class InvariantBias(EquivariantModule):
         if self.has_bias:
             self.bias_dof = nn.Parameter(torch.empty(self.subspace.dim, device=device, dtype=dtype))
         else:
-            self.register_parameter("bias_dof", None)
+            self.register_parameter(name="bias_dof", param=None)
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
@@ -99,9 +99,9 @@ class InvariantBias(EquivariantModule):
             return None
         return self.weight_cache.weight(self.subspace, self.bias_dof)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.check_features(input)
-        return input if not self.has_bias else input + self.bias
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_features(x)
+        return x if not self.has_bias else x + self.bias
 
     def export(self) -> nn.Module:
         size = self.in_rep.size

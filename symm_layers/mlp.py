@@ -57,8 +57,8 @@ class _Bias(nn.Module):
         bound = 1.0 / math.sqrt(self.bias.numel())
         self.bias.uniform_(-bound, bound)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return input + self.bias
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
 
     def extra_repr(self) -> str:
         return f"size={self.bias.numel()}"
@@ -73,8 +73,8 @@ class _Dense(nn.Module):
         self.fan_in = fan_in
         self.scale = 1.0 / math.sqrt(fan_in) if gradient_normalization == "path" else 1.0
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        out = self.linear(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
         if self.scale != 1.0:
             out = out * self.scale
         return out if self.bias is None else self.bias(out)
@@ -145,8 +145,8 @@ class _PerceptronStack(nn.Module):
             if dense.bias is not None:
                 dense.bias.reset_parameters("uniform")
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.layers(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
 
 
 def _init_plain(linear: nn.Linear, scheme: str) -> None:
@@ -250,10 +250,10 @@ class eMLP(EquivariantModule):
     def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
         self.stack.reset_parameters(scheme)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.dim() == 0 or input.shape[-1] != self.in_rep.size:
-            self.check_features(input)
-        return self.stack(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_rep.size:
+            self.check_features(x)
+        return self.stack(x)
 
     @torch.no_grad()
     def export(self) -> MLP:
@@ -335,14 +335,14 @@ class MLP(nn.Module):
     def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:
         self.stack.reset_parameters(scheme)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.dim() == 0 or input.shape[-1] != self.in_features:
-            got = tuple(input.shape)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            got = tuple(x.shape)
             raise ValueError(
-                f"MLP: input of shape {got} has last dimension {got[-1] if got else None}, expected "
+                f"MLP: x of shape {got} has last dimension {got[-1] if got else None}, expected "
                 f"{self.in_features}; reshape features to (..., {self.in_features})"
             )
-        return self.stack(input)
+        return self.stack(x)
 
     def extra_repr(self) -> str:
         widths = " -> ".join(map(str, self.features))

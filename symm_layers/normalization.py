@@ -80,13 +80,13 @@ class eRMSNorm(EquivariantModule):
         if self.affine is not None:
             self.affine.reset_parameters(scheme)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.check_features(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_features(x)
         if self.fused_affine:
             weight, bias = self.affine.weight_and_bias()
-            out = F.rms_norm(input, (self.in_rep.size,), weight, self.eps)
+            out = F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
             return out if bias is None else out + bias
-        out = F.rms_norm(input, (self.in_rep.size,), None, self.eps)
+        out = F.rms_norm(x, (self.in_rep.size,), None, self.eps)
         return out if self.affine is None else self.affine(out)
 
     def export(self) -> nn.Module:
@@ -154,18 +154,18 @@ class eLayerNorm(EquivariantModule):
         if self.affine is not None:
             self.affine.reset_parameters(scheme)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.check_features(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_features(x)
         shape = (self.in_rep.size,)
         if self.fused_affine:
-            return F.layer_norm(input, shape, *self.affine.weight_and_bias(), self.eps)
+            return F.layer_norm(x, shape, *self.affine.weight_and_bias(), self.eps)
         if self.centring == "mean":
-            out = F.layer_norm(input, shape, None, None, self.eps)
+            out = F.layer_norm(x, shape, None, None, self.eps)
         elif self.centring == "projection":
-            centred = input - (input @ self.direction).unsqueeze(-1) * self.direction
+            centred = x - (x @ self.direction).unsqueeze(-1) * self.direction
             out = F.rms_norm(centred, shape, None, self.eps)
         else:
-            out = F.rms_norm(input, shape, None, self.eps)
+            out = F.rms_norm(x, shape, None, self.eps)
         return out if self.affine is None else self.affine(out)
 
     def export(self) -> nn.Module:
@@ -258,11 +258,11 @@ class eBatchNorm(EquivariantModule):
             return False
         return (not self.training) if self.use_running_average is None else self.use_running_average
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.check_features(input)
-        if input.dim() < 2 or (self.instance and input.dim() < 3):
-            raise ValueError(f"eBatchNorm needs input of shape (B, ..., D){' with token axes' * self.instance}")
-        z = self.change.to_spectral(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_features(x)
+        if x.dim() < 2 or (self.instance and x.dim() < 3):
+            raise ValueError(f"eBatchNorm needs x of shape (B, ..., D){' with token axes' * self.instance}")
+        z = self.change.to_spectral(x)
         axes = tuple(range(1, z.dim() - 1)) if self.instance else tuple(range(z.dim() - 1))
         positions = self.subspace.positions
         running = self._uses_running_stats()
@@ -324,8 +324,8 @@ class BatchNormLastDim(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm1d(num_features, eps=eps, momentum=momentum, affine=affine, **factory)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.norm(input.reshape(-1, input.shape[-1])).view_as(input)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.reshape(-1, x.shape[-1])).view_as(x)
 
 
 NORM_MODULES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
