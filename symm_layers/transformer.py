@@ -132,13 +132,34 @@ def _plain_parts(d_model, dim_feedforward, norm_module, layer_norm_eps, bias, co
     return linear1, linear2, norms
 
 
-def _equivariant_parts(in_rep, dim_feedforward, norm_module, layer_norm_eps, bias, count, options, factory):
-    norm_affine = options.pop("norm_affine")
+def _equivariant_parts(in_rep, count, *, dim_feedforward, norm_module, layer_norm_eps, bias, norm_affine, device,
+                       dtype, **linear_options):  # fmt: skip
+    """Feed-forward eLinear maps through a regular hidden rep, and ``count`` equivariant norms."""
+    factory = {"device": device, "dtype": dtype}
     hidden = regular_hidden_rep(in_rep, dim_feedforward)
-    linear1 = eLinear(in_rep, hidden, bias=bias, **options, **factory)
-    linear2 = eLinear(hidden, in_rep, bias=bias, **options, **factory)
+    linear1 = eLinear(in_rep, hidden, bias=bias, **linear_options, **factory)
+    linear2 = eLinear(hidden, in_rep, bias=bias, **linear_options, **factory)
     norms = [build_norm(norm_module, in_rep, layer_norm_eps, affine=norm_affine, **factory) for _ in range(count)]
     return linear1, linear2, norms
+
+
+_PART_OPTIONS = (
+    "dim_feedforward",
+    "norm_module",
+    "layer_norm_eps",
+    "bias",
+    "norm_affine",
+    "device",
+    "dtype",
+    "init_scheme",
+    "basis_expansion_scheme",
+    "weight_cache",
+)
+
+
+def _part_options(arguments: dict) -> dict:
+    """The constructor arguments that configure the feed-forward maps and norms."""
+    return {name: arguments[name] for name in _PART_OPTIONS}
 
 
 def _exported(module: nn.Module) -> nn.Module:
@@ -230,11 +251,7 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         self.in_rep = self.out_rep = in_rep
         if getattr(self_attn, "in_rep", in_rep).size != in_rep.size:
             raise ValueError(f"self_attn acts on {self_attn.in_rep.size} features, in_rep has {in_rep.size}")
-        options = {"init_scheme": init_scheme, "basis_expansion_scheme": basis_expansion_scheme}
-        options.update(weight_cache=weight_cache, norm_affine=norm_affine)
-        factory = {"device": device, "dtype": dtype}
-        parts = _equivariant_parts(in_rep, dim_feedforward, norm_module, layer_norm_eps, bias, 2, options, factory)
-        linear1, linear2, norms = parts
+        linear1, linear2, norms = _equivariant_parts(in_rep, 2, **_part_options(locals()))
         self._init_parts(self_attn, linear1, linear2, *norms, make_activation(activation), dropout, norm_first)
 
     def forward(self, src: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -311,11 +328,7 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
-        options = {"init_scheme": init_scheme, "basis_expansion_scheme": basis_expansion_scheme}
-        options.update(weight_cache=weight_cache, norm_affine=norm_affine)
-        factory = {"device": device, "dtype": dtype}
-        parts = _equivariant_parts(in_rep, dim_feedforward, norm_module, layer_norm_eps, bias, 3, options, factory)
-        linear1, linear2, norms = parts
+        linear1, linear2, norms = _equivariant_parts(in_rep, 3, **_part_options(locals()))
         activation = make_activation(activation)
         self._init_parts(self_attn, cross_attn, linear1, linear2, *norms, activation, dropout, norm_first)
 
