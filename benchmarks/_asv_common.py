@@ -28,13 +28,16 @@ from dataclasses import dataclass
 
 import torch
 from asv_runner.benchmarks.mark import skip_benchmark_if
-from escnn.group import Representation, cyclic_group, dihedral_group, directsum, ico_group
+from escnn.group import Representation
 from torch import nn
 from torch.utils import benchmark as torch_benchmark
 
 from symm_layers.attention import valid_num_heads
 from symm_layers.basis import DEFAULT_MAX_BASIS_BYTES, hom_space
 from symm_layers.testing import equivariance_error
+
+from .common import build_group
+from .common import regular_rep as regular_rep  # re-exported for the suites
 
 FULL = os.environ.get("SYMM_BENCH_FULL") == "1"
 GROUPS = ["C8", "D8", "ico"]
@@ -60,18 +63,6 @@ def grid(quick: list, full: list) -> list:
     return list(full if FULL else quick)
 
 
-# ----------------------------------------------------------------------------------------------- groups and reps
-_GROUP_FACTORIES = {"C8": lambda: cyclic_group(8), "D8": lambda: dihedral_group(8), "ico": ico_group}
-
-
-@functools.cache
-def regular_rep(group: str, features: int) -> Representation:
-    """``n = max(1, round(features / |G|))`` copies of the regular representation (one object per argument pair)."""
-    G = _GROUP_FACTORIES[group]()
-    copies = max(1, round(features / G.order()))
-    return directsum([G.regular_representation] * copies, name=f"{copies}x_regular")
-
-
 def _warm_up() -> None:
     """Pay one-time costs here, at import, so that the processes asv forks from its forkserver share them.
 
@@ -80,7 +71,7 @@ def _warm_up() -> None:
     The backward is elementwise on a 2x2 tensor, so no thread pool starts before the fork.
     """
     for name in GROUPS:
-        _GROUP_FACTORIES[name]()
+        build_group(name)
     x = torch.ones(2, 2, requires_grad=True)
     (x * x).backward(torch.ones(2, 2))
 

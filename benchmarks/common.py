@@ -1,13 +1,14 @@
 """What the standalone benchmark scripts share: groups, interleaved timing, logging and the run's provenance.
 
-Used by ``linear_family.py`` and ``layer_family.py``. Defines no names asv would collect (no ``time_*``,
-``mem_*``, ``peakmem_*``, ``track_*``).
+Used by ``linear_family.py`` and ``layer_family.py``; the asv suites take ``regular_rep`` from here too. Defines no
+names asv would collect (no ``time_*``, ``mem_*``, ``peakmem_*``, ``track_*``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import gc
 import importlib.metadata
 import json
@@ -65,13 +66,25 @@ def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def regular_rep(group: str, d_target: int):
-    """``n`` copies of the regular representation, ``n = max(1, round(D_target / |G|))``."""
+@functools.cache
+def build_group(name: str):
+    """The escnn group named in ``GROUP_ORDERS`` (``"C8"``, ``"D8"`` or ``"ico"``), built once per process."""
     import escnn.group as eg
+
+    return {"C8": lambda: eg.cyclic_group(8), "D8": lambda: eg.dihedral_group(8), "ico": eg.ico_group}[name]()
+
+
+@functools.cache
+def regular_rep(group: str, features: int):
+    """``n = max(1, round(features / |G|))`` copies of the regular representation (one object per argument pair).
+
+    Shared by the standalone scripts and the asv suites (``_asv_common`` re-exports it).
+    """
     from escnn.group import directsum
 
-    G = {"C8": lambda: eg.cyclic_group(8), "D8": lambda: eg.dihedral_group(8), "ico": eg.ico_group}[group]()
-    return directsum([G.regular_representation] * max(1, round(d_target / G.order())))
+    G = build_group(group)
+    copies = max(1, round(features / G.order()))
+    return directsum([G.regular_representation] * copies, name=f"{copies}x_regular")
 
 
 # ----------------------------------------------------------------------------------------------- timing
