@@ -50,6 +50,40 @@ def test_regressor_with_diagonal_norm_affine_is_equivariant():
         torch.testing.assert_close(model(X @ r.mT, k, Z @ r.mT), model(X, k, Z) @ r.mT)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"norm_first": False},
+        {"basis_expansion_scheme": "memory_heavy", "weight_cache": "uncached"},
+        {"norm_module": "batchnorm", "norm_first": False},
+    ],
+    ids=["post-norm", "memory_heavy-uncached", "batchnorm-post-norm"],
+)
+def test_regressor_options_keep_equivariance(dtype, options):
+    model = _model(num_cond_layers=1, dtype=dtype, **options).eval()
+    X, k, Z = _inputs(dtype)
+    y = model(X, k, Z)
+    for g in group_elements(G):
+        r_in = torch.as_tensor(IN_REP(g), dtype=dtype)
+        r_cond = torch.as_tensor(COND_REP(g), dtype=dtype)
+        torch.testing.assert_close(model(X @ r_in.mT, k, Z @ r_cond.mT), y @ r_in.mT)
+
+
+def test_regressor_strategy_reaches_every_linear_map():
+    model = _model(num_cond_layers=1, basis_expansion_scheme="memory_heavy", weight_cache="uncached")
+    linears = [m for m in model.modules() if isinstance(m, eLinear)]
+    assert linears and all(m.basis.basis_expansion == "memory_heavy" for m in linears)
+    assert all(m.weight_cache.name == "uncached" for m in linears)
+
+
+def test_regressor_post_norm_export_matches():
+    model = _model(num_cond_layers=1, norm_first=False).eval()
+    plain = model.export()
+    assert all(not m.norm_first for m in plain.modules() if hasattr(m, "norm_first"))
+    X, k, Z = _inputs()
+    torch.testing.assert_close(plain(X, k, Z), model(X, k, Z))
+
+
 def test_regressor_causal_attention_ignores_the_future():
     model = _model(causal_attn=True).eval()
     X, k, Z = _inputs()

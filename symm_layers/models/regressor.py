@@ -14,7 +14,7 @@ import torch
 from escnn.group import Representation
 from torch import nn
 
-from .._types import InitScheme
+from .._types import BasisExpansionScheme, InitScheme, WeightCacheMode
 from ..attention import eMultiheadAttention
 from ..linear import InvariantSubspace, eLinear
 from ..mlp import MLP, eMLP
@@ -169,18 +169,20 @@ class CondTransformerRegressor(CondTransformerRegressorBase):
     def __init__(self, in_dim: int, cond_dim: int, out_dim: int, in_horizon: int, cond_horizon: int,
                  num_layers: int, num_attention_heads: int, embedding_dim: int, p_drop_emb: float = 0.1,
                  p_drop_attn: float = 0.1, causal_attn: bool = False, num_cond_layers: int = 0,
-                 norm_module: str = "rmsnorm", device=None, dtype=None) -> None:  # fmt: skip
+                 norm_module: str = "rmsnorm", device=None, dtype=None, *,
+                 norm_first: bool = True) -> None:  # fmt: skip
         super().__init__()
         self.in_dim, self.cond_dim = in_dim, cond_dim
         f = {"device": device, "dtype": dtype}
         d, h = embedding_dim, num_attention_heads
         if num_cond_layers > 0:
-            layer = TransformerEncoderLayer(d, h, 4 * d, p_drop_attn, norm_module=norm_module, **f)
+            options = {"norm_first": norm_first, "norm_module": norm_module, **f}
+            layer = TransformerEncoderLayer(d, h, 4 * d, p_drop_attn, **options)
             encoder = TransformerStack(layer, num_cond_layers)
         else:
             encoder = MLP(d, d, [4 * d], activation="gelu", device=device, dtype=dtype)
-        decoder = TransformerStack(TransformerDecoderLayer(d, h, 4 * d, p_drop_attn, norm_module=norm_module, **f),
-                                   num_layers)  # fmt: skip
+        decoder = TransformerStack(TransformerDecoderLayer(d, h, 4 * d, p_drop_attn, norm_first=norm_first,
+                                                           norm_module=norm_module, **f), num_layers)  # fmt: skip
         self._init_parts(
             nn.Linear(in_dim, d, **f), nn.Linear(cond_dim, d, **f), nn.Sequential(*_time_mlp(d, d, f)),
             PositionTable(in_horizon, d, **f), PositionTable(cond_horizon + 1, d, **f), encoder, decoder,
@@ -215,6 +217,9 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
         norm_module: ``"rmsnorm"``, ``"layernorm"`` or ``"batchnorm"``.
         init_scheme: initialisation of every equivariant linear map.
         norm_affine: ``"isotypic"`` or ``"diagonal"`` affine in every norm (see :class:`~symm_layers.eRMSNorm`).
+        norm_first: pre-norm (``True``) or post-norm residual blocks in the encoder and decoder layers.
+        basis_expansion_scheme, weight_cache: strategies of every :class:`~symm_layers.eLinear` in the model
+            (embeddings, attention projections, feed-forward maps, head).
 
     Shape:
         ``X``: ``(B, T, |in|)``, ``opt_step``: scalar or ``(B,)``, ``Z``: ``(B, T_z, |cond|)`` ->
@@ -225,8 +230,9 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
                  in_horizon: int, cond_horizon: int, num_layers: int, num_attention_heads: int, embedding_dim: int,
                  p_drop_emb: float = 0.1, p_drop_attn: float = 0.1, causal_attn: bool = False,
                  num_cond_layers: int = 0, norm_module: str = "rmsnorm",
-                 init_scheme: InitScheme | None = "xavier_uniform", *, norm_affine: str = "isotypic", device=None,
-                 dtype=None) -> None:  # fmt: skip
+                 init_scheme: InitScheme | None = "xavier_uniform", *, norm_affine: str = "isotypic",
+                 norm_first: bool = True, basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+                 weight_cache: WeightCacheMode = "cached", device=None, dtype=None) -> None:  # fmt: skip
         super().__init__()
         out_rep = in_rep if out_rep is None else out_rep
         check_same_group(in_rep, cond_rep, out_rep)
@@ -234,24 +240,19 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
         emb = regular_hidden_rep(in_rep, embedding_dim, what="embedding_dim")
         ffn = 4 * embedding_dim
         f = {"device": device, "dtype": dtype}
-        lin = {"init_scheme": init_scheme, **f}
+        strategy = {"basis_expansion_scheme": basis_expansion_scheme, "weight_cache": weight_cache}
+        lin = {"init_scheme": init_scheme, **strategy, **f}
+        layer_options = {"norm_first": norm_first, "norm_module": norm_module, "norm_affine": norm_affine, **lin}
         h = num_attention_heads
         invariant = InvariantEmbedding(emb, **f)
         if num_cond_layers > 0:
-            attn = eMultiheadAttention(emb, h, dropout=p_drop_attn, **f)
-            layer = eTransformerEncoderLayer(
-                emb, attn, ffn, p_drop_attn, norm_module=norm_module, norm_affine=norm_affine, **lin
-            )
+            attn = eMultiheadAttention(emb, h, dropout=p_drop_attn, **strategy, **f)
+            layer = eTransformerEncoderLayer(emb, attn, ffn, p_drop_attn, **layer_options)
             encoder = TransformerStack(layer, num_cond_layers)
         else:
             encoder = eMLP(emb, emb, [ffn], activation="gelu", **lin)
-        attns = [eMultiheadAttention(emb, h, dropout=p_drop_attn, **f) for _ in range(2)]
-        decoder = TransformerStack(
-            eTransformerDecoderLayer(
-                emb, *attns, ffn, p_drop_attn, norm_module=norm_module, norm_affine=norm_affine, **lin
-            ),
-            num_layers,
-        )
+        attns = [eMultiheadAttention(emb, h, dropout=p_drop_attn, **strategy, **f) for _ in range(2)]
+        decoder = TransformerStack(eTransformerDecoderLayer(emb, *attns, ffn, p_drop_attn, **layer_options), num_layers)
         width = invariant.subspace.dim
         self._init_parts(
             eLinear(in_rep, emb, **lin), eLinear(cond_rep, emb, **lin),
