@@ -1,0 +1,195 @@
+"""Run a study's (config, seed) jobs as independent tasks, save each finished run at once, resume on restart.
+
+A job is a plain description (:class:`Job`); a job function ``fn(job) -> list[dict]`` trains one model and returns
+long-form rows ``{"step", "wall_time", "metric", "value"}``. The driver, never a worker, writes each run's rows to
+``<out>/runs/<run_id>.csv`` (written to a temporary name, then renamed) as soon as that run finishes, so an
+interrupted sweep loses only the runs in flight, and a restarted one skips every run whose file exists.
+``run_id`` hashes the study, the job's parameters, the seed and the git commit, so a changed configuration or code
+never reuses a stale run. When every job is done the files are concatenated into ``<out>/metrics.csv``.
+
+Backends:
+
+- ``"local"`` (default): a pool of ``workers`` spawned processes on this machine, ``threads`` torch threads each;
+- ``"ray"``: one Ray task per job, requesting ``threads`` CPUs and ``gpus`` GPUs; connects to the cluster at
+  ``ray_address`` (e.g. ``"auto"`` or ``"ray://head:10001"``) or starts a local instance with ``workers`` CPUs;
+  the ``ablations`` and ``symm_layers`` packages are shipped to the workers (their Python needs torch and escnn);
+- ``"serial"``: in this process, one job after the other (debugging, tests).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import hashlib
+import json
+import multiprocessing
+import os
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+BACKENDS = ("local", "ray", "serial")
+ROW_KEYS = ("step", "wall_time", "metric", "value")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: ``label`` names the configuration (the hue in figures), ``params`` holds its settings."""
+
+    study: str
+    label: str
+    seed: int
+    params: dict = field(default_factory=dict)
+    commit: str = "unknown"
+
+    @property
+    def run_id(self) -> str:
+        text = json.dumps([self.study, self.label, self.seed, self.params, self.commit], sort_keys=True)
+        digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.label)
+        return f"{safe}__seed{self.seed}__{digest}"
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The checked-out commit, ``"-dirty"`` appended for uncommitted changes to tracked files outside ``results/``.
+
+    ``"unknown"`` outside a git checkout.
+    """
+    cwd = repo or Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
+        dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+# ----------------------------------------------------------------------------------------------- workers
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _call(fn: Callable[[Job], list[dict]], job: Job, threads: int) -> list[dict]:
+    _set_threads(threads)
+    return fn(job)
+
+
+def _serial(fn, jobs, threads, **_) -> Iterator[tuple[Job, list[dict] | BaseException]]:
+    for job in jobs:
+        try:
+            yield job, _call(fn, job, threads)
+        except Exception as error:  # reported by run_sweep once every other job has run
+            yield job, error
+
+
+def _local(fn, jobs, threads, workers, **_) -> Iterator[tuple[Job, list[dict] | BaseException]]:
+    context = multiprocessing.get_context("spawn")  # no inherited torch thread pools or locks
+    with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending = {pool.submit(_call, fn, job, threads): job for job in jobs}
+        try:
+            for done in futures.as_completed(pending):
+                error = done.exception()
+                yield pending[done], error if error is not None else done.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray(fn, jobs, threads, workers, ray_address=None, gpus=0.0, **_) -> Iterator[tuple[Job, list | BaseException]]:
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError("backend 'ray' needs the ray package: pip install 'ray==2.60.*'") from error
+    import ablations
+    import symm_layers
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = {} if ray_address else {"num_cpus": workers}
+        ray.init(address=ray_address, runtime_env={"py_modules": [ablations, symm_layers]}, include_dashboard=False,
+                 log_to_driver=False, **local)  # fmt: skip
+    try:
+        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_call)
+        pending = {task.remote(fn, job, threads): job for job in jobs}
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done)
+            try:
+                yield job, ray.get(done)
+            except Exception as error:
+                yield job, error
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+_BACKENDS = {"local": _local, "ray": _ray, "serial": _serial}
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def _write_run(job: Job, rows: list[dict], runs_dir: Path) -> None:
+    frame = pd.DataFrame(rows)
+    missing = set(ROW_KEYS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"job {job.run_id} returned rows without {sorted(missing)}")
+    frame.insert(0, "run_id", job.run_id)
+    frame.insert(1, "label", job.label)
+    frame.insert(2, "seed", job.seed)
+    for offset, (name, value) in enumerate(sorted(job.params.items())):
+        frame.insert(3 + offset, name, value if not isinstance(value, (list, dict)) else json.dumps(value))
+    path = runs_dir / f"{job.run_id}.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_sweep(
+    jobs: Sequence[Job],
+    fn: Callable[[Job], list[dict]],
+    out_dir: Path | str,
+    *,
+    backend: str = "local",
+    workers: int = 2,
+    threads: int = 1,
+    ray_address: str | None = None,
+    gpus: float = 0.0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every job not finished yet, save each run as it finishes, and return the study's long-form frame.
+
+    Raises:
+        ValueError: for an unknown backend or duplicate run ids.
+        RuntimeError: when some jobs failed, after every other job has run and been saved (re-running the same
+            command retries only the failed ones).
+    """
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    ids = [job.run_id for job in jobs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("two jobs share a run id: give every (label, params, seed) combination its own label")
+    out_dir = Path(out_dir)
+    runs_dir = out_dir / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    todo = [job for job in jobs if not (runs_dir / f"{job.run_id}.csv").exists()]
+    failures = []
+    if todo:
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=out_dir.name, unit="run", disable=not progress)
+        results = _BACKENDS[backend](fn, todo, threads, workers=workers, ray_address=ray_address, gpus=gpus)
+        with bar:
+            for job, outcome in results:
+                if isinstance(outcome, BaseException):
+                    failures.append(f"{job.run_id}: {type(outcome).__name__}: {outcome}")
+                else:
+                    _write_run(job, outcome, runs_dir)
+                bar.update(1)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(jobs)} runs failed (finished runs are saved under {runs_dir}; "
+                           "run the same command again to retry only these):\n" + "\n".join(failures))  # fmt: skip
+    frame = pd.concat([pd.read_csv(runs_dir / f"{i}.csv") for i in sorted(ids)], ignore_index=True)
+    frame.to_csv(out_dir / "metrics.csv", index=False)
+    return frame

@@ -1,0 +1,221 @@
+"""The training loop every study shares, its objectives, and the per-run measurements.
+
+A run logs, every ``eval_every`` steps, the mean training loss since the last log and the validation and test
+losses, each against the step and against the wall time spent in training steps (evaluation excluded). At the end
+it logs one row per scalar: parameter count, milliseconds per training step and per inference batch, the growth of
+the process's resident memory during training (sampled by a thread; an upper bound on what training allocated),
+whether the loss diverged, and the trained model's relative equivariance error (computed by the study, which knows
+the model's inputs).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from escnn.group import Representation
+from torch import nn
+
+from .tasks import Split
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every run of a study."""
+
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 50
+    eval_size: int = 512
+
+
+class PeakRSS:
+    """Context manager: the largest increase of this process's resident memory (MiB) while it is open.
+
+    A daemon thread reads ``/proc/self/statm`` every ``interval`` seconds; on systems without it ``peak_mib`` is NaN.
+    """
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval, self.peak_mib = interval, math.nan
+        self._page = 4096
+        self._stop = threading.Event()
+
+    def _rss(self) -> int | None:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * self._page
+        except OSError:
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            current = self._rss()
+            if current is not None:
+                self._high = max(self._high, current)
+
+    def __enter__(self) -> PeakRSS:
+        import resource
+
+        self._page = resource.getpagesize()
+        self._start = self._rss()
+        self._high = self._start or 0
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._start is not None:
+            self.peak_mib = (max(self._high, self._rss() or 0) - self._start) / 2**20
+
+
+# ----------------------------------------------------------------------------------------------- objectives
+class Regression:
+    """Mean squared error of ``model(inputs)`` against ``targets``."""
+
+    def loss(self, model: nn.Module, inputs, targets, generator: torch.Generator) -> torch.Tensor:
+        return nn.functional.mse_loss(model(inputs), targets)
+
+
+class FlowMatching:
+    r"""Conditional flow matching: ``X_k = (1 - k) X_0 + k X_1``, regress ``V = X_1 - X_0`` from ``(X_k, Z, k)``.
+
+    ``X_0`` is standard normal noise (invariant in distribution under any orthogonal representation, so the
+    learned velocity field can be equivariant), ``k ~ U(0, 1)``, and the model receives ``opt_step = k * time_scale``.
+    Evaluation uses noise and times drawn from a fixed seed, so every model is scored on the same problems.
+    """
+
+    def __init__(self, time_scale: float = 100.0) -> None:
+        self.time_scale = time_scale
+
+    def loss(self, model: nn.Module, cond, future, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(future.shape, generator=generator).to(future)
+        k = torch.rand(future.shape[0], generator=generator).to(future)
+        x_k = (1 - k[:, None, None]) * noise + k[:, None, None] * future
+        return nn.functional.mse_loss(model(x_k, k * self.time_scale, cond), future - noise)
+
+
+def _batches(split: Split, size: int):
+    for start in range(0, len(split), size):
+        yield split.inputs[start : start + size], split.targets[start : start + size]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, objective, split: Split, batch_size: int = 256, seed: int = 12345) -> float:
+    """Mean loss over ``split`` in eval mode, with the objective's randomness drawn from ``seed``."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for inputs, targets in _batches(split, batch_size):
+        total += objective.loss(model, inputs, targets, generator).item() * inputs.shape[0]
+    model.train(was_training)
+    return total / len(split)
+
+
+def _subset(split: Split, size: int) -> Split:
+    return Split(split.inputs[:size], split.targets[:size])
+
+
+# ----------------------------------------------------------------------------------------------- augmentation
+class GroupAugmentation:
+    """Applies an independent uniformly drawn group element to each sample's inputs and targets."""
+
+    def __init__(self, elements, in_rep: Representation, out_rep: Representation) -> None:
+        self.r_in = torch.stack([torch.as_tensor(np.asarray(in_rep(g)), dtype=torch.float32) for g in elements])
+        self.r_out = torch.stack([torch.as_tensor(np.asarray(out_rep(g)), dtype=torch.float32) for g in elements])
+
+    def __call__(self, inputs, targets, generator: torch.Generator):
+        index = torch.randint(len(self.r_in), (inputs.shape[0],), generator=generator)
+        r_in, r_out = self.r_in[index].to(inputs), self.r_out[index].to(targets)
+        if inputs.dim() == 3:  # (B, T, D): one element per sequence
+            return inputs @ r_in.mT, targets @ r_out.mT
+        return (r_in @ inputs[..., None])[..., 0], (r_out @ targets[..., None])[..., 0]
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+def fit(
+    model: nn.Module,
+    objective,
+    splits: dict[str, Split],
+    config: TrainConfig,
+    seed: int,
+    *,
+    augment: Callable | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    on_eval: Callable[[int], list[tuple[str, float]]] | None = None,
+) -> list[dict]:
+    """Train ``model`` for ``config.steps`` AdamW steps (cosine decay); return the long-form rows.
+
+    ``on_eval(step)`` may return extra ``(metric, value)`` pairs logged at every evaluation.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps, eta_min=config.lr / 10)
+    train, val, test = splits["train"], _subset(splits["val"], config.eval_size), _subset(splits["test"],
+                                                                                         config.eval_size)  # fmt: skip
+    rows: list[dict] = []
+
+    def log(step: int, wall: float, metric: str, value: float) -> None:
+        rows.append({"step": step, "wall_time": wall, "metric": metric, "value": float(value)})
+
+    def log_eval(step: int, wall: float, train_loss: float) -> None:
+        log(step, wall, "train_loss", train_loss)
+        log(step, wall, "val_loss", evaluate(model, objective, val))
+        log(step, wall, "test_loss", evaluate(model, objective, test))
+        for metric, value in on_eval(step) if on_eval else ():
+            log(step, wall, metric, value)
+
+    model.train()
+    log_eval(0, 0.0, evaluate(model, objective, _subset(train, config.eval_size)))
+    wall, running, count, diverged = 0.0, 0.0, 0, False
+    with PeakRSS() as memory:
+        for step in range(1, config.steps + 1):
+            index = torch.randint(len(train), (config.batch_size,), generator=generator)
+            inputs, targets = train.inputs[index], train.targets[index]
+            if augment is not None:
+                inputs, targets = augment(inputs, targets, generator)
+            start = time.perf_counter()
+            loss = objective.loss(model, inputs, targets, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            wall += time.perf_counter() - start
+            diverged = diverged or not math.isfinite(loss.item())
+            running, count = running + loss.item(), count + 1
+            if step % config.eval_every == 0 or step == config.steps:
+                log_eval(step, wall, running / count)
+                running, count = 0.0, 0
+    final = config.steps
+    log(final, wall, "time_per_step_ms", 1000 * wall / config.steps)
+    log(final, wall, "peak_train_rss_mib", memory.peak_mib)
+    log(final, wall, "diverged", float(diverged))
+    log(final, wall, "params", sum(p.numel() for p in model.parameters() if p.requires_grad))
+    log(final, wall, "infer_ms_per_batch", inference_ms(model, objective, test, config.batch_size))
+    return rows
+
+
+@torch.no_grad()
+def inference_ms(model: nn.Module, objective, split: Split, batch_size: int, repeats: int = 20) -> float:
+    """Median milliseconds of one eval-mode, no-grad loss evaluation on a batch (model forward dominates)."""
+    was_training = model.training
+    model.eval()
+    inputs, targets = split.inputs[:batch_size], split.targets[:batch_size]
+    generator = torch.Generator().manual_seed(0)
+    objective.loss(model, inputs, targets, generator)  # warm-up (fills weight caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        objective.loss(model, inputs, targets, generator)
+        times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return 1000 * float(np.median(times))
