@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: results test lint clean-venv
+.PHONY: results test lint clean-venv asv-machine asv-results asv-ci
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,16 +15,35 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-results: $(STAMP)
+results: $(STAMP) asv-results
 	$(PY) benchmarks/linear_family.py --profile quick --out results/linear_family
 	$(PY) benchmarks/layer_family.py --profile quick --out results/layer_family
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow"
+	$(MAKE) --no-print-directory asv-ci
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# asv (benchmarks/bench_*.py). asv asks once per machine for a description; --yes takes the defaults.
+ASV := $(VENV)/bin/asv
+ASV_CI_BENCH := bench_linear\.Linear\..*'C8', 64,
+
+asv-machine: $(STAMP)
+	@test -f $(HOME)/.asv-machine.json || $(ASV) machine --yes
+
+# The quick grid on the working tree, saved as HEAD's results (.asv/results), then results/asv/*.md. Failed
+# benchmarks still reach the tables (as "failed") before make reports the failure.
+asv-results: asv-machine
+	$(ASV) run --python=same --quick --set-commit-hash $$(git rev-parse HEAD) || status=$$?; \
+	$(PY) benchmarks/asv_tables.py && exit $${status:-0}
+
+# CI: the suites import and are well-formed, and one small slice runs (no results saved, no timing checked).
+asv-ci: asv-machine
+	$(ASV) check --python=same
+	$(ASV) run --python=same --quick --bench "$(ASV_CI_BENCH)"
 
 clean-venv:
 	rm -rf $(VENV)
