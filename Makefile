@@ -18,6 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 results: $(STAMP) asv-results
 	$(PY) benchmarks/linear_family.py --profile quick --out results/linear_family
 	$(PY) benchmarks/layer_family.py --profile quick --out results/layer_family
+	$(PY) -m ablations.run_all
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -60,7 +60,7 @@ def regressor_equivariance_error(model: torch.nn.Module, task: RingOscillators, 
     """Largest relative error of ``f(gX, k, gZ) = g f(X, k, Z)`` over the group, on ``count`` test samples."""
     G, x_rep, _ = task.group_and_reps
     cond, future = split.inputs[:count], split.targets[:count]
-    k = torch.linspace(0.05, 0.95, count) * 100.0
+    k = torch.linspace(0.05, 0.95, cond.shape[0]) * 100.0
     steps = cond.shape[1]
 
     def joint(tokens: torch.Tensor) -> torch.Tensor:  # [Z tokens; X tokens] -> model output on the X tokens

@@ -43,7 +43,7 @@ class Config:
     eval_size: int = 1024
     steps: int = 1000
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     eval_every: int = 100
 

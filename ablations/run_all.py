@@ -1,0 +1,48 @@
+"""Regenerate every study (sweep, figures, table) and the strategy guide ``results/README.md``.
+
+    python -m ablations.run_all [--full] [--only basis_expansion ...] [--backend local|ray|serial] [--workers N]
+        [--ray-address ADDR] [--gpus G] [--threads T]
+
+Studies resume: finished runs are kept under ``results/<study>/runs/`` and skipped when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+from . import guide
+from .common import RESULTS, STUDY_MODULES, main
+from .sweep import BACKENDS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ablations.run_all", description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="publication-size profile of every study")
+    parser.add_argument("--only", nargs="+", choices=list(STUDY_MODULES), default=list(STUDY_MODULES))
+    parser.add_argument("--backend", choices=BACKENDS, default="local")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--gpus", type=float, default=0.0)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    forwarded = ["--backend", args.backend, "--workers", str(args.workers), "--threads", str(args.threads),
+                 "--gpus", str(args.gpus)]  # fmt: skip
+    forwarded += (["--full"] if args.full else []) + (["--no-progress"] if args.no_progress else [])
+    forwarded += ["--ray-address", args.ray_address] if args.ray_address else []
+    for study in args.only:
+        module = importlib.import_module(STUDY_MODULES[study])
+        start = time.perf_counter()
+        out = main(module.STUDY, module.Config, module.jobs, module.run, forwarded)
+        print(f"{study}: {time.perf_counter() - start:.0f} s -> {out.relative_to(RESULTS.parent)}", flush=True)
+    print(guide.write(RESULTS))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,194 @@
+"""Ablation harness: tasks, sweep runner (resume, determinism, backends), plot step, tables and guide."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ablations import guide, plot, study_cache, study_equivariance
+from ablations.common import main
+from ablations.sweep import run_sweep
+from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
+from symm_layers.testing import group_elements
+
+TINY = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "6", "--eval-every", "3", "--eval-size", "32",
+        "--hidden", "32", "--no-progress"]  # fmt: skip
+#: Metrics that measure time or memory: they differ between identical runs.
+MEASURED = {"time_per_step_ms", "infer_ms_per_batch", "peak_train_rss_mib", "construction_rss_mib"}
+
+
+def tiny_jobs(models=("equivariant", "plain/augmented")):
+    config = dataclasses.replace(study_equivariance.Config(), models=models, train_sizes=(16,), seeds=2, steps=6,
+                                 eval_every=3, eval_size=32, hidden=32)  # fmt: skip
+    return study_equivariance.jobs(config)
+
+
+def deterministic_part(frame: pd.DataFrame) -> pd.DataFrame:
+    kept = frame[~frame.metric.isin(MEASURED)].drop(columns=["wall_time"])
+    return kept.sort_values(["run_id", "step", "metric"]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+def test_ring_representation_shifts_and_reflects_the_sites():
+    G, site = ring_group(8)
+    rotation, reflection = G.generators
+    assert np.argmax(site(rotation), axis=0).tolist() == [(i + 1) % 8 for i in range(8)]
+    assert np.argmax(site(reflection), axis=0).tolist() == [(-i) % 8 for i in range(8)]
+
+
+def test_oscillator_flow_commutes_with_the_group():
+    task = RingOscillators()
+    G, rep, _ = task.group_and_reps
+    q, v = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64)
+    stepped = torch.cat(task._step(q, v), dim=-1)
+    for g in group_elements(G):
+        r = torch.as_tensor(rep(g))
+        moved = torch.cat([q, v], dim=-1) @ r.mT
+        torch.testing.assert_close(torch.cat(task._step(moved[:, :8], moved[:, 8:]), dim=-1), stepped @ r.mT)
+
+
+def test_regression_target_is_equivariant():
+    task = RingRegression()
+    G, in_rep, out_rep = task.group_and_reps
+    x = torch.randn(7, in_rep.size, dtype=torch.float64)
+    for g in group_elements(G):
+        r_in, r_out = torch.as_tensor(in_rep(g)), torch.as_tensor(out_rep(g))
+        torch.testing.assert_close(task.function(x @ r_in.mT), task.function(x) @ r_out.mT)
+
+
+@pytest.mark.parametrize("task", [RingOscillators(horizon=3), RingRegression()], ids=["sequence", "static"])
+def test_splits_are_reproducible_and_distinct(task):
+    sizes = {"train": 20, "val": 10, "test": 10}
+    first, again = make_splits(task, sizes, data_seed=3), make_splits(task, sizes, data_seed=3)
+    for name in sizes:
+        torch.testing.assert_close(first[name].inputs, again[name].inputs)
+        assert len(first[name]) == sizes[name]
+    assert not torch.equal(first["train"].inputs[:10], first["test"].inputs)
+
+
+# ----------------------------------------------------------------------------------------------- sweep runner
+def _flaky(job, fail_on: str, calls: list):
+    calls.append(job.run_id)
+    if job.run_id == fail_on:
+        raise KeyboardInterrupt  # an interruption mid-sweep, not an ordinary failure
+    return study_equivariance.run(job)
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    jobs = tiny_jobs()
+    first_calls, second_calls = [], []
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(jobs, functools.partial(_flaky, fail_on=jobs[2].run_id, calls=first_calls), tmp_path,
+                  backend="serial", progress=False)  # fmt: skip
+    saved = {p.name: p.read_text() for p in (tmp_path / "runs").glob("*.csv")}
+    assert sorted(saved) == sorted(f"{job.run_id}.csv" for job in jobs[:2])
+    frame = run_sweep(jobs, functools.partial(_flaky, fail_on="", calls=second_calls), tmp_path, backend="serial",
+                      progress=False)  # fmt: skip
+    assert second_calls == [job.run_id for job in jobs[2:]]
+    assert {p.name: p.read_text() for p in (tmp_path / "runs").glob("*.csv") if p.name in saved} == saved
+    assert sorted(frame.run_id.unique()) == sorted(job.run_id for job in jobs)
+
+
+def _fails_once(job, bad: str):
+    if job.run_id == bad:
+        raise ValueError("boom")
+    return study_equivariance.run(job)
+
+
+def test_failed_runs_are_reported_after_the_others_are_saved(tmp_path):
+    jobs = tiny_jobs()
+    with pytest.raises(RuntimeError, match="1 of 4 runs failed"):
+        run_sweep(jobs, functools.partial(_fails_once, bad=jobs[0].run_id), tmp_path, backend="serial", progress=False)
+    assert len(list((tmp_path / "runs").glob("*.csv"))) == 3
+
+
+def test_fixed_seed_gives_identical_results(tmp_path):
+    jobs = tiny_jobs()
+    a = run_sweep(jobs, study_equivariance.run, tmp_path / "a", backend="serial", progress=False)
+    b = run_sweep(jobs, study_equivariance.run, tmp_path / "b", backend="serial", progress=False)
+    pd.testing.assert_frame_equal(deterministic_part(a), deterministic_part(b))
+
+
+def test_process_pool_gives_the_serial_results(tmp_path):
+    jobs = tiny_jobs()
+    serial = run_sweep(jobs, study_equivariance.run, tmp_path / "s", backend="serial", progress=False)
+    pooled = run_sweep(jobs, study_equivariance.run, tmp_path / "p", backend="local", workers=2, progress=False)
+    pd.testing.assert_frame_equal(deterministic_part(serial), deterministic_part(pooled))
+
+
+def test_ray_backend_runs_a_sweep_on_a_local_instance(tmp_path):
+    pytest.importorskip("ray", reason="ray is in requirements.txt; install it to run the Ray path")
+    jobs = tiny_jobs()
+    serial = run_sweep(jobs, study_equivariance.run, tmp_path / "s", backend="serial", progress=False)
+    on_ray = run_sweep(jobs, study_equivariance.run, tmp_path / "r", backend="ray", workers=2, progress=False)
+    pd.testing.assert_frame_equal(deterministic_part(serial), deterministic_part(on_ray))
+
+
+def test_unknown_backend_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown backend 'slurm'; choose one of local, ray, serial"):
+        run_sweep(tiny_jobs(), study_equivariance.run, tmp_path, backend="slurm")
+
+
+# ----------------------------------------------------------------------------------------------- studies, plots
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    main(study_equivariance.STUDY, study_equivariance.Config, study_equivariance.jobs, study_equivariance.run,
+         TINY + ["--backend", "serial", "--out", str(out)])  # fmt: skip
+    return out
+
+
+def test_tiny_study_writes_csv_config_figures_and_table(tiny_study):
+    frame = pd.read_csv(tiny_study / "metrics.csv")
+    assert {"run_id", "label", "seed", "step", "wall_time", "metric", "value", "model", "train_size"} <= set(frame)
+    assert frame.run_id.nunique() == 4 * 2 * 2  # models x sizes x seeds
+    assert {"train_loss", "test_loss", "val_loss", "equivariance_error", "params", "time_per_step_ms"} <= set(
+        frame.metric
+    )
+    meta = json.loads((tiny_study / "config.json").read_text())
+    assert meta["config"]["steps"] == 6 and meta["torch"] == torch.__version__ and meta["git_commit"]
+    for name in ("sample_efficiency.png", "curves.png", "costs.png", "table.md"):
+        assert (tiny_study / name).stat().st_size > 0
+    table = (tiny_study / "table.md").read_text()
+    assert "| `plain/augmented` |" in table and "n = 32" in table
+
+
+def test_trained_equivariant_model_stays_equivariant(tiny_study):
+    frame = pd.read_csv(tiny_study / "metrics.csv")
+    errors = frame[frame.metric == "equivariance_error"].groupby("model").value.max()
+    assert errors["equivariant"] < 1e-5 and errors["plain/equal-width"] > 1e-3
+
+
+def test_plot_step_runs_alone_on_saved_csv(tiny_study, tmp_path):
+    shutil.copy(tiny_study / "metrics.csv", tmp_path / "metrics.csv")
+    shutil.copy(tiny_study / "config.json", tmp_path / "config.json")
+    plot._main([str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} >= {"sample_efficiency.png", "curves.png", "costs.png", "table.md"}
+
+
+def test_every_label_has_a_fixed_colour():
+    with pytest.raises(ValueError, match="add them to ablations.plot.PALETTE"):
+        plot.hue_order(["isotypic_expansion", "new_strategy"])
+    assert plot.hue_order(["memory_heavy", "isotypic_expansion"]) == ["isotypic_expansion", "memory_heavy"]
+
+
+def test_cache_study_outputs_agree_with_an_uncached_copy(tmp_path):
+    config = dataclasses.replace(study_cache.Config(), seeds=1, steps=4, eval_every=2, eval_size=16, train_size=32,
+                                 batch_size=8, embedding_dim=32, num_layers=1)  # fmt: skip
+    frame = run_sweep(study_cache.jobs(config), study_cache.run, tmp_path, backend="serial", progress=False)
+    diffs = frame[frame.metric == "cache_output_max_abs_diff"]
+    assert len(diffs) == 2 * 3 and diffs.value.max() < 1e-5
+
+
+def test_guide_links_what_it_rests_on(tiny_study, tmp_path):
+    shutil.copytree(tiny_study, tmp_path / "equivariant_vs_plain")
+    text = guide.write(tmp_path).read_text()
+    assert "[table](equivariant_vs_plain/table.md)" in text
+    assert "No data yet" in text  # the studies that were not run say so instead of recommending
