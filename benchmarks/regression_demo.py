@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/regression_demo.py [--slowdown 4] [--log results/asv/regression_demo.txt] [--keep]
+    python benchmarks/regression_demo.py [--slowdown 4] [--rounds 6] [--log results/asv/regression_demo.txt] [--keep]
 
 Steps, all inside a temporary directory (this repository's history is never touched):
 
@@ -11,12 +11,14 @@ Steps, all inside a temporary directory (this repository's history is never touc
    returns the last one);
 3. ``asv continuous --no-only-changed BASE SLOWED`` over a subset: the eval forward of every normalisation (the
    equivariant ones and their torch twins), the train step of eRMSNorm and eLayerNorm, and eval forwards of eLinear,
-   nn.Linear and eMultiheadAttention, with asv's default ``--factor`` (1.1) and its statistical test;
+   nn.Linear and eMultiheadAttention, with asv's default ``--factor`` (1.1) and its statistical test. The machine
+   may be shared: asv alternates the two commits ``--rounds`` times (``-a rounds=6``; asv's default is 2, with which
+   load drifts on a busy 2-core machine got a 30 µs torch benchmark flagged 0.72x);
 4. parse asv's table: the eRMSNorm benchmarks must be marked ``+`` (slower) and no other benchmark ``+``, ``-`` or
    ``!``. Exits 0 when that holds, 1 otherwise.
 
-asv builds one virtualenv in the clone (about a minute, the wheels come from pip's cache), then runs every
-benchmark at both commits in interleaved rounds.
+asv builds one virtualenv in the clone (about a minute; the wheels come from pip's cache or find-links), then runs
+every benchmark at both commits in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def verdict(rows: list[tuple[str, str, str]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--slowdown", type=int, default=4, help="eRMSNorm.forward runs this many times (default 4)")
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds per commit (asv attribute rounds)")
     p.add_argument("--log", type=Path, help="also write the report (commands, asv's table, verdict) here")
     p.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = p.parse_args(argv)
@@ -127,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(os.path.expanduser("~/.asv-machine.json")).exists():
             sh([*asv, "machine", "--yes"], clone, log)
         bench = [arg for regex in SUBSET for arg in ("--bench", regex)]
-        out = sh([*asv, "continuous", "--no-only-changed", *bench, base, slowed], clone, log)
+        rounds = ["-a", f"rounds={args.rounds}"]
+        out = sh([*asv, "continuous", "--no-only-changed", *rounds, *bench, base, slowed], clone, log)
         table = [line for line in out.stdout.splitlines()
                  if line.isupper() or line.startswith("|") and not re.search(r"\|\s*n/a\s*\|", line)]  # fmt: skip
         log += table + [f"(asv continuous exit status {out.returncode}: 1 means it found a regression)"]
