@@ -130,7 +130,7 @@ def equivariance_section(results: Path) -> list[str]:
             f"variant (`{best_plain}`)."
         )
     wins = [int(n) for n in test.columns if eq[n] < test.loc[[m for m in test.index if m != "equivariant"], n].min()]
-    error = final[(final.metric == "equivariance_error") & (final.model == "equivariant")].value.max()
+    error = final[(final.metric == "equivariance_error_f64") & (final.model == "equivariant")].value.max()
     plain_error = final[(final.metric == "equivariance_error") & (final.model != "equivariant")].value.min()
     out += [
         "- **Training-set sizes where the equivariant MLP has the lowest test loss of all four: "
@@ -138,11 +138,32 @@ def equivariance_section(results: Path) -> list[str]:
         + ".** "
         + _links("equivariant_vs_plain", "sample_efficiency.png"),
         *lines,
-        f"- Only the equivariant model is equivariant after training (relative error ≤ {error:.1e}; the plain ones "
+        f"- Only the equivariant model is equivariant after training (relative error ≤ {error:.1e} in float64; the "
+        "plain ones "
         f"≥ {plain_error:.2g}, augmentation included): pick it when exact symmetry matters downstream.",
         "",
     ]
     return out
+
+
+def _diagonal_twin(name: str) -> str:
+    """``"eRMSNorm"`` -> ``"eRMSNorm (diagonal affine)"``; ``"X (rmsnorm)"`` -> ``"X (rmsnorm, diagonal affine)"``."""
+    return name[:-1] + ", diagonal affine)" if name.endswith(")") else name + " (diagonal affine)"
+
+
+def _affine_advice(ratio: pd.DataFrame) -> list[str]:
+    """A recommendation for each layer measured with both norm affines, from the upper ends of the ratio ranges."""
+    upper = ratio["max"].to_dict()
+    pairs = sorted({(impl, metric) for impl, metric in upper if (_diagonal_twin(impl), metric) in upper})
+    if not pairs:
+        return []
+    cells = [f"`{impl}` {metric} ≤ {upper[(impl, metric)]:.2f}× → ≤ {upper[(_diagonal_twin(impl), metric)]:.2f}×"
+             for impl, metric in pairs]  # fmt: skip
+    better = sum(upper[(_diagonal_twin(i), m)] < upper[(i, m)] for i, m in pairs)
+    verdict = 'use `affine="diagonal"`' if better == len(pairs) else "the diagonal affine is not uniformly faster"
+    return ["", f"- **Norms on permutation representations: {verdict}** (`norm_affine=\"diagonal\"` in the "
+            f"transformer layers and the regressor); faster in {better} of {len(pairs)} measurements: "
+            + "; ".join(cells) + "."]  # fmt: skip
 
 
 def benchmark_section(results: Path) -> list[str]:
@@ -154,14 +175,17 @@ def benchmark_section(results: Path) -> list[str]:
     for folder, text in families.items():
         raw = results / folder / "raw.csv"
         if not raw.exists():
-            out.append(f"- `{folder}`: no data yet (`make results`).")
+            out += [f"- `{folder}`: no data yet (`make results`).", ""]
             continue
         data = pd.read_csv(raw)
         timed = data[data.metric.isin(["train", "eval", "train_fwd_bwd", "eval_fwd"]) & (data.baseline > 0)]
         ratio = (timed.value / timed.baseline).groupby([timed.implementation, timed.metric]).agg(["min", "max"])
-        cells = [f"`{impl}` {metric} {row['min']:.2f}–{row['max']:.2f}×" for (impl, metric), row in ratio.iterrows()
-                 if not impl.startswith("nn.") and row["max"] != 1.0]  # fmt: skip
-        out.append(f"- [{text}]({folder}/table.md) (time ratio ranges over sizes and groups): {'; '.join(cells)}.")
+        out += [f"[{text}]({folder}/table.md): time as a ratio to the torch layer of the same run (min–max over the"
+                " sizes and groups measured).", "", "| implementation | measurement | ratio to torch |",
+                "|---|---|---|"]  # fmt: skip
+        out += [f"| `{impl}` | {metric} | {row['min']:.2f}–{row['max']:.2f}× |" for (impl, metric), row in
+                ratio.iterrows() if not impl.startswith("nn.") and row["max"] != 1.0]  # fmt: skip
+        out += _affine_advice(ratio) + [""]
     if (results / "asv").exists():
         out.append("- asv suites, every layer × strategy × device: [results/asv](asv/).")
     return out + [""]

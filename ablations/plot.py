@@ -94,7 +94,7 @@ COST_METRICS = [
     ("infer_ms_per_batch", "ms per inference batch"),
     ("param_buffer_mib", "parameters + buffers (MiB)"),
     ("peak_train_rss_mib", "RSS growth in training (MiB)"),
-    ("equivariance_error", "relative equivariance error"),
+    ("equivariance_error", "relative equivariance error (float32)"),
 ]
 
 

@@ -12,31 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import main, seed_jobs, sequence_params, train_sequence_model
+from .common import SequenceConfig, main, seed_jobs, sequence_params, train_sequence_model
 from .sweep import Job
 
 STUDY = "basis_expansion"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(SequenceConfig):
     """Basis-expansion study: the equivariant regressor trained under each basis_expansion_scheme."""
 
     strategies: tuple = ("isotypic_expansion", "memory_heavy")
-    seeds: int = 3
-    sites: int = 8
-    train_size: int = 2048
-    eval_size: int = 256
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    eval_every: int = 25
-    embedding_dim: int = 64
-    num_layers: int = 2
-    heads: int = 2
-
-    FULL = {"steps": 2000, "train_size": 8192, "eval_size": 1024, "eval_every": 100, "seeds": 5}
 
 
 def jobs(config: Config) -> list[Job]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import main, regressor, seed_jobs, sequence_params, train_sequence_model
+from .common import SequenceConfig, main, regressor, seed_jobs, sequence_params, train_sequence_model
 from .sweep import Job
 from .tasks import RingOscillators
 
@@ -23,24 +23,10 @@ STUDY = "weight_cache"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(SequenceConfig):
     """Weight-cache study: the equivariant regressor trained with each weight_cache mode."""
 
     modes: tuple = ("cached", "uncached")
-    seeds: int = 3
-    sites: int = 8
-    train_size: int = 2048
-    eval_size: int = 256
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    eval_every: int = 25
-    embedding_dim: int = 64
-    num_layers: int = 2
-    heads: int = 2
-
-    FULL = {"steps": 2000, "train_size": 8192, "eval_size": 1024, "eval_every": 100, "seeds": 5}
 
 
 def jobs(config: Config) -> list[Job]:

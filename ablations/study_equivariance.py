@@ -9,6 +9,7 @@ task (a known D_N-equivariant function plus noise), for several training-set siz
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -86,8 +87,10 @@ def run(job: Job) -> list[dict]:
     augment = GroupAugmentation(G.elements, in_rep, out_rep) if augmented else None
     train = TrainConfig(p["steps"], p["batch_size"], p["lr"], p["weight_decay"], p["eval_every"], p["eval_size"])
     rows = fit(model, Regression(), splits, train, job.seed, augment=augment)
+    exact = mlp_equivariance_error(copy.deepcopy(model).double(), in_rep, out_rep, splits["test"].double())
     rows += final_rows(p["steps"], rows[-1]["wall_time"], construction_rss_mib=built.peak_mib, hidden_width=hidden[0],
-                       equivariance_error=mlp_equivariance_error(model, in_rep, out_rep, splits["test"]))  # fmt: skip
+                       equivariance_error=mlp_equivariance_error(model, in_rep, out_rep, splits["test"]),
+                       equivariance_error_f64=exact)  # fmt: skip
     return rows
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import main, seed_jobs, sequence_params, train_sequence_model
+from .common import SequenceConfig, main, seed_jobs, sequence_params, train_sequence_model
 from .sweep import Job
 
 STUDY = "normalization"
@@ -19,25 +19,11 @@ PLACEMENTS = {"pre": True, "post": False}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(SequenceConfig):
     """Normalisation study: the equivariant regressor with each norm module, before or after each block."""
 
     norms: tuple = ("rmsnorm", "layernorm", "batchnorm")
     placements: tuple = ("pre", "post")
-    seeds: int = 3
-    sites: int = 8
-    train_size: int = 2048
-    eval_size: int = 256
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    eval_every: int = 25
-    embedding_dim: int = 64
-    num_layers: int = 2
-    heads: int = 2
-
-    FULL = {"steps": 2000, "train_size": 8192, "eval_size": 1024, "eval_every": 100, "seeds": 5}
 
 
 def jobs(config: Config) -> list[Job]:

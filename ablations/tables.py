@@ -1,6 +1,8 @@
 """Markdown tables of a study, from its saved long-form data (called by :func:`ablations.plot.render`).
 
-Every cell is a mean over seeds with one standard error (``m ± se``) unless the column says otherwise; times are
+Every cell is a mean over seeds with one standard error (``m ± se``) unless the column says otherwise; the
+equivariance error is the largest relative error over the group and the seeds, of the trained model cast to float32
+(as trained) and to float64 (exactness, free of rounding); times are
 also given as a ratio to a baseline configuration of the same sweep (the plain twin where the study has one,
 else the first configuration in the hue order).
 """
@@ -57,14 +59,16 @@ BASELINE = {"equivariant_vs_plain": "plain/equal-width"}
 
 def _main_table(rows: pd.DataFrame, hue: str, order: list[str], baseline: str) -> str:
     lines = [f"| {hue} | " + " | ".join(text for m, text, _ in COLUMNS if m in rows) + " | time / step vs "
-             f"`{baseline}` | equivariance error (max) | diverged runs |",
+             f"`{baseline}` | equivariance error, float32 / float64 (max) | diverged runs |",
              "|---" * (len([c for c in COLUMNS if c[0] in rows]) + 4) + "|"]  # fmt: skip
     base = rows[rows[hue] == baseline].time_per_step_ms.mean()
     for label in order:
         group = rows[rows[hue] == label]
         cells = [mean_se(group[m], d) for m, _, d in COLUMNS if m in rows]
         ratio = group.time_per_step_ms.mean() / base
-        lines.append(f"| `{label}` | " + " | ".join(cells) + f" | {ratio:.2f}× | {group.equivariance_error.max():.1e} |"
+        exact = group.equivariance_error_f64.max() if "equivariance_error_f64" in group else float("nan")
+        lines.append(f"| `{label}` | " + " | ".join(cells) + f" | {ratio:.2f}× | {group.equivariance_error.max():.1e}"
+                     f" / {exact:.1e} |"
                      f" {int(group.diverged.sum())} / {len(group)} |")  # fmt: skip
     return "\n".join(lines)
 

@@ -48,6 +48,9 @@ class Split:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
+    def double(self) -> Split:
+        return Split(self.inputs.double(), self.targets.double())
+
 
 @dataclass(frozen=True)
 class RingOscillators:
