@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/regression_demo.py [--slowdown 4] [--rounds 6] [--log results/asv/regression_demo.txt] [--keep]
+    python benchmarks/regression_demo.py [--slowdown 4] [--factor 2] [--log results/asv/regression_demo.txt] [--keep]
 
 Steps, all inside a temporary directory (this repository's history is never touched):
 
@@ -11,11 +11,14 @@ Steps, all inside a temporary directory (this repository's history is never touc
    returns the last one);
 3. ``asv continuous --no-only-changed BASE SLOWED`` over a subset: the eval forward of every normalisation (the
    equivariant ones and their torch twins), the train step of eRMSNorm and eLayerNorm, and eval forwards of eLinear,
-   nn.Linear and eMultiheadAttention, with asv's default ``--factor`` (1.1) and its statistical test. The machine
-   may be shared: asv alternates the two commits ``--rounds`` times (``-a rounds=6``; asv's default is 2, with which
-   load drifts on a busy 2-core machine got a 30 µs torch benchmark flagged 0.72x);
-4. parse asv's table: the eRMSNorm benchmarks must be marked ``+`` (slower) and no other benchmark ``+``, ``-`` or
-   ``!``. Exits 0 when that holds, 1 otherwise.
+   nn.Linear and eMultiheadAttention, six interleaved rounds per commit (``-a rounds=6``) and ``--factor 2``;
+4. parse asv's table: eRMSNorm's eval forward must be marked ``+`` (slower), and no benchmark that does not call
+   eRMSNorm ``+``, ``-`` or ``!`` (its train step, which also runs the backward, may go either way). Exits 0 when
+   that holds, 1 otherwise.
+
+Why ``--factor 2`` rather than asv's default 1.1: on a 2-core machine shared with a training job, two runs at the
+default each flagged one unrelated 20-50 µs torch benchmark as significantly changed (0.72x and 1.46x), while the
+4x slowdown measures 2.7-5x. A factor of 2 separates the two; pass ``--factor 1.1`` on a quiet machine.
 
 asv builds one virtualenv in the clone (about a minute; the wheels come from pip's cache or find-links), then runs
 every benchmark at both commits in interleaved rounds.
@@ -55,9 +58,9 @@ SUBSET = [
     r"bench_linear\.Linear\.time_eval_forward\('(torch|isotypic_expansion/cached)', 'D8', 64, 256, 'cpu'\)",
     r"bench_attention\.Attention\.time_eval_forward\('isotypic_expansion/cached', 'C8', 64, 32, 'cpu'\)",
 ]
-#: The benchmarks the slowdown must be flagged in: everything that calls eRMSNorm.forward.
-SLOWED = re.compile(r"^bench_norms\.Norm\.time_\w+\('equivariant', 'rmsnorm',")
-EXPECTED_COUNT = 2
+#: The benchmark the slowdown must be flagged in, and every benchmark that calls eRMSNorm.forward.
+SLOWED = re.compile(r"^bench_norms\.Norm\.time_eval_forward\('equivariant', 'rmsnorm',")
+RELATED = re.compile(r"^bench_norms\.Norm\.time_\w+\('equivariant', 'rmsnorm',")
 ROW = re.compile(r"^\|\s*([-+!x* ]?)\s*\|[^|]*\|[^|]*\|\s*(\S*)\s*\|\s*(\S.*?)\s*\|$")
 
 
@@ -100,16 +103,15 @@ def parse_table(output: str) -> list[tuple[str, str, str]]:
 
 
 def verdict(rows: list[tuple[str, str, str]]) -> list[str]:
-    """What contradicts "the eRMSNorm benchmarks are flagged slower and nothing else changed" (empty: holds)."""
+    """What contradicts "eRMSNorm's eval forward is flagged slower and nothing unrelated changed" (empty: holds)."""
     problems = []
-    flagged_slow = [name for mark, _, name in rows if mark == "+"]
-    expected = [name for _, _, name in rows if SLOWED.match(name)]
-    if len(expected) != EXPECTED_COUNT:
-        problems.append(f"asv reported {len(expected)} eRMSNorm benchmarks, expected {EXPECTED_COUNT}")
-    problems += [f"not flagged: {name}" for name in expected if name not in flagged_slow]
+    slowed = [(mark, name) for mark, _, name in rows if SLOWED.match(name)]
+    if len(slowed) != 1:
+        problems.append(f"asv reported {len(slowed)} eval forwards of eRMSNorm, expected 1")
+    problems += [f"not flagged slower: {name}" for mark, name in slowed if mark != "+"]
     problems += [f"unrelated benchmark flagged {mark!r}: {name}" for mark, _, name in rows
-                 if mark in ("+", "-", "!") and not SLOWED.match(name)]  # fmt: skip
-    if len(rows) < EXPECTED_COUNT + 4:
+                 if mark in ("+", "-", "!") and not RELATED.match(name)]  # fmt: skip
+    if len(rows) < 6:
         problems.append(f"only {len(rows)} benchmarks compared")
     return problems
 
@@ -117,6 +119,7 @@ def verdict(rows: list[tuple[str, str, str]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--slowdown", type=int, default=4, help="eRMSNorm.forward runs this many times (default 4)")
+    p.add_argument("--factor", type=float, default=2.0, help="asv continuous --factor (default 2; asv's is 1.1)")
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds per commit (asv attribute rounds)")
     p.add_argument("--log", type=Path, help="also write the report (commands, asv's table, verdict) here")
     p.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
@@ -130,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(os.path.expanduser("~/.asv-machine.json")).exists():
             sh([*asv, "machine", "--yes"], clone, log)
         bench = [arg for regex in SUBSET for arg in ("--bench", regex)]
-        rounds = ["-a", f"rounds={args.rounds}"]
-        out = sh([*asv, "continuous", "--no-only-changed", *rounds, *bench, base, slowed], clone, log)
+        options = ["--no-only-changed", "--factor", str(args.factor), "-a", f"rounds={args.rounds}"]
+        out = sh([*asv, "continuous", *options, *bench, base, slowed], clone, log)
         table = [line for line in out.stdout.splitlines()
                  if line.isupper() or line.startswith("|") and not re.search(r"\|\s*n/a\s*\|", line)]  # fmt: skip
         log += table + [f"(asv continuous exit status {out.returncode}: 1 means it found a regression)"]
@@ -145,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
     wall = time.perf_counter() - start
-    flagged = sum(mark == "+" for mark, _, _ in rows)
     if problems:
         log += ["FAILED:"] + [f"  - {problem}" for problem in problems]
     else:
-        log.append(f"OK: the {flagged} eRMSNorm benchmarks are flagged slower; the other {len(rows) - flagged} "
-                   "compared benchmarks are not flagged.")  # fmt: skip
+        unrelated = sum(not RELATED.match(name) for _, _, name in rows)
+        log.append(f"OK: eRMSNorm's eval forward is flagged slower; none of the {unrelated} unrelated benchmarks "
+                   "is flagged.")  # fmt: skip
     log.append(f"wall time {wall:.0f} s")
     report = "\n".join(log) + "\n"
     print(report, end="")
