@@ -11,11 +11,13 @@ as a non-zero value after the next optimizer step.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .common import SequenceConfig, main, regressor, seed_jobs, sequence_params, train_sequence_model
+from .common import SequenceConfig, final_rows, main, regressor, seed_jobs, sequence_params, train_sequence_model
 from .sweep import Job
 from .tasks import RingOscillators
 
@@ -33,12 +35,16 @@ def jobs(config: Config) -> list[Job]:
     return seed_jobs(STUDY, config.seeds, {m: sequence_params(config, weight_cache=m) for m in config.modes})
 
 
-def _agreement_probe(job: Job):
+def _twin(job: Job, weight_cache: str) -> torch.nn.Module:
     p = job.params
+    model = regressor(RingOscillators(sites=p["sites"]), True, p["embedding_dim"], p["num_layers"], p["heads"],
+                      weight_cache=weight_cache, init_scheme=None)  # fmt: skip
+    return model.eval()
 
+
+def _agreement_probe(job: Job):
     def factory(model, splits):
-        twin = regressor(RingOscillators(sites=p["sites"]), True, p["embedding_dim"], p["num_layers"], p["heads"],
-                         weight_cache="uncached", init_scheme=None)  # fmt: skip
+        twin = _twin(job, "uncached")
         cond, future = splits["test"].inputs[:64], splits["test"].targets[:64]
         k = torch.linspace(1.0, 99.0, cond.shape[0])
 
@@ -47,7 +53,6 @@ def _agreement_probe(job: Job):
             was_training = model.training
             model.eval()
             twin.load_state_dict(model.state_dict())
-            twin.eval()
             diff = (model(future, k, cond) - twin(future, k, cond)).abs().max().item()
             model.train(was_training)
             return [("cache_output_max_abs_diff", diff)]
@@ -57,9 +62,32 @@ def _agreement_probe(job: Job):
     return factory
 
 
+@torch.no_grad()
+def interleaved_inference_ms(job: Job, state: dict, rounds: int = 15) -> dict[str, float]:
+    """Median ms per no-grad forward of the trained weights in each cache mode, alternating the two modes round by
+    round in this process, so that both see the same machine load."""
+    p, task = job.params, RingOscillators(sites=job.params["sites"])
+    cond = torch.randn(p["batch_size"], task.cond_steps, 2 * p["sites"], generator=torch.Generator().manual_seed(0))
+    future = torch.randn(p["batch_size"], task.horizon, 2 * p["sites"], generator=torch.Generator().manual_seed(1))
+    k = torch.full((p["batch_size"],), 50.0)
+    models = {mode: _twin(job, mode) for mode in ("cached", "uncached")}
+    times: dict[str, list[float]] = {mode: [] for mode in models}
+    for model in models.values():
+        model.load_state_dict(state)
+        model(future, k, cond)  # warm-up; fills the cache
+    for _ in range(rounds):
+        for mode, model in models.items():
+            start = time.perf_counter()
+            model(future, k, cond)
+            times[mode].append(1000 * (time.perf_counter() - start))
+    return {f"infer_ms_{mode}_interleaved": float(np.median(t)) for mode, t in times.items()}
+
+
 def run(job: Job) -> list[dict]:
-    _, rows = train_sequence_model(job, on_eval_factory=_agreement_probe(job), weight_cache=job.params["weight_cache"])
-    return rows
+    model, rows = train_sequence_model(job, on_eval_factory=_agreement_probe(job),
+                                       weight_cache=job.params["weight_cache"])  # fmt: skip
+    last = rows[-1]
+    return rows + final_rows(last["step"], last["wall_time"], **interleaved_inference_ms(job, model.state_dict()))
 
 
 if __name__ == "__main__":
