@@ -24,7 +24,7 @@ from . import tables  # noqa: E402
 
 INTERVAL = ("se", 1)
 INTERVAL_TEXT = "mean ± 1 s.e. over seeds"
-_COLOURS = sns.color_palette("tab10") + sns.color_palette("Dark2")
+_COLOURS = sns.color_palette("tab10") + sns.color_palette("tab20")  # 10-29: tab20's dark/light pairs
 #: label -> colour, for every configuration the studies use; the order is the hue order.
 PALETTE = dict(
     zip(
@@ -44,7 +44,7 @@ PALETTE = dict(
             "plain/equal-params",
             "plain/augmented",
         ],  # fmt: skip
-        [_COLOURS[i] for i in (0, 1, 0, 3, 0, 10, 2, 12, 4, 13, 0, 1, 7, 2)],
+        [_COLOURS[i] for i in (0, 1, 0, 3, 10, 11, 12, 13, 14, 15, 0, 1, 7, 2)],
         strict=True,
     )
 )
@@ -78,12 +78,14 @@ def _curve_figure(data: pd.DataFrame, hue: str, title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = [("train_loss", "step"), ("test_loss", "step"), ("test_loss", "wall_time")]
     for ax, (metric, x) in zip(axes, panels, strict=True):
+        # steps are shared by the seeds, so they are averaged; wall times are not, so each seed is its own line
+        spread = {"errorbar": INTERVAL} if x == "step" else {"units": "seed", "estimator": None, "alpha": 0.7}
         sns.lineplot(data=data[data.metric == metric], x=x, y="value", hue=hue, hue_order=order, palette=PALETTE,
-                     errorbar=INTERVAL, ax=ax, legend=ax is axes[-1])  # fmt: skip
+                     ax=ax, legend=ax is axes[-1], **spread)  # fmt: skip
         ax.set(yscale="log", ylabel=metric.replace("_", " "),
                xlabel="training step" if x == "step" else "training wall time (s)")  # fmt: skip
     axes[-1].legend(title=hue, fontsize=8)
-    fig.suptitle(f"{title} ({INTERVAL_TEXT})")
+    fig.suptitle(f"{title} (against step: {INTERVAL_TEXT}; against wall time: one line per seed)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
