@@ -75,10 +75,10 @@ def regressor_equivariance_error(model: torch.nn.Module, task: RingOscillators, 
     return error.max_rel
 
 
-def mlp(in_rep, out_rep, equivariant: bool, hidden: list[int], **options) -> torch.nn.Module:
+def mlp(in_rep, out_rep, equivariant: bool, hidden: list[int], device: str = "cpu") -> torch.nn.Module:
     if equivariant:
-        return eMLP(in_rep, out_rep, hidden, activation="gelu", **options)
-    return MLP(in_rep.size, out_rep.size, hidden, activation="gelu")
+        return eMLP(in_rep, out_rep, hidden, activation="gelu", device=device)
+    return MLP(in_rep.size, out_rep.size, hidden, activation="gelu", device=device)
 
 
 def mlp_equivariance_error(model: torch.nn.Module, in_rep, out_rep, split: Split, count: int = 256) -> float:
@@ -158,6 +158,8 @@ def main(study: str, config_cls, jobs: Callable, run: Callable, argv: list[str] 
     out = args.out or RESULTS / study
     if not args.plot_only:
         config = make_config(config_cls, args)
+        if args.gpus > 0 and getattr(config, "device", "cpu") == "cpu":
+            raise SystemExit("--gpus reserves GPUs for jobs that would train on the CPU: add --device cuda")
         job_list = jobs(config)
         meta = {"study": study, "profile": "full" if args.full else "quick", "config": dataclasses.asdict(config),
                 "backend": args.backend, "workers": args.workers, "threads_per_job": args.threads,
@@ -197,6 +199,7 @@ class SequenceConfig:
     embedding_dim: int = 64
     num_layers: int = 2
     heads: int = 2
+    device: str = "cpu"
 
     FULL = {"steps": 2000, "train_size": 8192, "eval_size": 1024, "eval_every": 100, "seeds": 5}
 
@@ -219,10 +222,12 @@ def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Ca
 
     p = job.params
     task = RingOscillators(sites=p["sites"])
-    splits = make_splits(task, {"train": p["train_size"], "val": p["eval_size"], "test": p["eval_size"]}, job.seed)
+    sizes = {"train": p["train_size"], "val": p["eval_size"], "test": p["eval_size"]}
+    splits = {name: split.to(p["device"]) for name, split in make_splits(task, sizes, job.seed).items()}
     torch.manual_seed(job.seed)
     with PeakRSS() as built:
-        model = regressor(task, equivariant, p["embedding_dim"], p["num_layers"], p["heads"], **model_options)
+        model = regressor(task, equivariant, p["embedding_dim"], p["num_layers"], p["heads"], device=p["device"],
+                          **model_options)  # fmt: skip
     train = TrainConfig(p["steps"], p["batch_size"], p["lr"], p["weight_decay"], p["eval_every"], p["eval_size"])
     on_eval = on_eval_factory(model, splits) if on_eval_factory else None
     rows = fit(model, FlowMatching(), splits, train, job.seed, on_eval=on_eval)

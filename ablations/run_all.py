@@ -1,7 +1,7 @@
 """Regenerate every study (sweep, figures, table) and the strategy guide ``results/README.md``.
 
     python -m ablations.run_all [--full] [--only basis_expansion ...] [--backend local|ray|serial] [--workers N]
-        [--ray-address ADDR] [--gpus G] [--threads T]
+        [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda]
 
 Studies resume: finished runs are kept under ``results/<study>/runs/`` and skipped when the same command runs again.
 """
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ray-address", default=None)
-    parser.add_argument("--gpus", type=float, default=0.0)
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per Ray job (needs --device cuda)")
+    parser.add_argument("--device", default="cpu", help="where every run trains: cpu or cuda")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     forwarded = ["--backend", args.backend, "--workers", str(args.workers), "--threads", str(args.threads),
-                 "--gpus", str(args.gpus)]  # fmt: skip
+                 "--gpus", str(args.gpus), "--device", args.device]  # fmt: skip
     forwarded += (["--full"] if args.full else []) + (["--no-progress"] if args.no_progress else [])
     forwarded += ["--ray-address", args.ray_address] if args.ray_address else []
     for study in args.only:

@@ -20,6 +20,7 @@ import torch
 from .common import SequenceConfig, final_rows, main, regressor, seed_jobs, sequence_params, train_sequence_model
 from .sweep import Job
 from .tasks import RingOscillators
+from .train import synchronize
 
 STUDY = "weight_cache"
 
@@ -38,7 +39,7 @@ def jobs(config: Config) -> list[Job]:
 def _twin(job: Job, weight_cache: str) -> torch.nn.Module:
     p = job.params
     model = regressor(RingOscillators(sites=p["sites"]), True, p["embedding_dim"], p["num_layers"], p["heads"],
-                      weight_cache=weight_cache, init_scheme=None)  # fmt: skip
+                      weight_cache=weight_cache, init_scheme=None, device=p["device"])  # fmt: skip
     return model.eval()
 
 
@@ -69,7 +70,8 @@ def interleaved_inference_ms(job: Job, state: dict, rounds: int = 15) -> dict[st
     p, task = job.params, RingOscillators(sites=job.params["sites"])
     cond = torch.randn(p["batch_size"], task.cond_steps, 2 * p["sites"], generator=torch.Generator().manual_seed(0))
     future = torch.randn(p["batch_size"], task.horizon, 2 * p["sites"], generator=torch.Generator().manual_seed(1))
-    k = torch.full((p["batch_size"],), 50.0)
+    cond, future = cond.to(p["device"]), future.to(p["device"])
+    k = torch.full((p["batch_size"],), 50.0, device=p["device"])
     models = {mode: _twin(job, mode) for mode in ("cached", "uncached")}
     times: dict[str, list[float]] = {mode: [] for mode in models}
     for model in models.values():
@@ -77,8 +79,10 @@ def interleaved_inference_ms(job: Job, state: dict, rounds: int = 15) -> dict[st
         model(future, k, cond)  # warm-up; fills the cache
     for _ in range(rounds):
         for mode, model in models.items():
+            synchronize(p["device"])
             start = time.perf_counter()
             model(future, k, cond)
+            synchronize(p["device"])
             times[mode].append(1000 * (time.perf_counter() - start))
     return {f"infer_ms_{mode}_interleaved": float(np.median(t)) for mode, t in times.items()}
 

@@ -47,6 +47,7 @@ class Config:
     lr: float = 1e-2
     weight_decay: float = 1e-4
     eval_every: int = 100
+    device: str = "cpu"
 
     FULL = {"train_sizes": (16, 32, 64, 128, 256, 512, 1024, 2048, 8192), "steps": 5000, "eval_every": 250,
             "seeds": 5, "eval_size": 4096}  # fmt: skip
@@ -54,7 +55,7 @@ class Config:
 
 def jobs(config: Config) -> list[Job]:
     shared = {k: getattr(config, k) for k in ("sites", "noise", "hidden", "layers", "eval_size", "steps", "batch_size",
-                                              "lr", "weight_decay", "eval_every")}  # fmt: skip
+                                              "lr", "weight_decay", "eval_every", "device")}  # fmt: skip
     configs = {
         f"{model}@n={n}": {**shared, "model": model, "train_size": n}
         for model in config.models
@@ -75,7 +76,8 @@ def run(job: Job) -> list[dict]:
     p = job.params
     task = RingRegression(sites=p["sites"], noise=p["noise"])
     G, in_rep, out_rep = task.group_and_reps
-    splits = make_splits(task, {"train": p["train_size"], "val": p["eval_size"], "test": p["eval_size"]}, job.seed)
+    sizes = {"train": p["train_size"], "val": p["eval_size"], "test": p["eval_size"]}
+    splits = {name: split.to(p["device"]) for name, split in make_splits(task, sizes, job.seed).items()}
     equivariant, rule, augmented = MODELS[p["model"]]
     hidden = [p["hidden"]] * p["layers"]
     if rule == "params":
@@ -83,7 +85,7 @@ def run(job: Job) -> list[dict]:
         hidden = [_equal_params_width(reference, in_rep.size, out_rep.size, p["layers"])] * p["layers"]
     torch.manual_seed(job.seed)
     with PeakRSS() as built:
-        model = mlp(in_rep, out_rep, equivariant, hidden)
+        model = mlp(in_rep, out_rep, equivariant, hidden, p["device"])
     augment = GroupAugmentation(G.elements, in_rep, out_rep) if augmented else None
     train = TrainConfig(p["steps"], p["batch_size"], p["lr"], p["weight_decay"], p["eval_every"], p["eval_size"])
     rows = fit(model, Regression(), splits, train, job.seed, augment=augment)

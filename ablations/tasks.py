@@ -51,6 +51,9 @@ class Split:
     def double(self) -> Split:
         return Split(self.inputs.double(), self.targets.double())
 
+    def to(self, device) -> Split:
+        return Split(self.inputs.to(device), self.targets.to(device))
+
 
 @dataclass(frozen=True)
 class RingOscillators:

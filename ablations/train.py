@@ -36,6 +36,12 @@ class TrainConfig:
     eval_size: int = 512
 
 
+def synchronize(device) -> None:
+    """Wait for queued GPU work, so that a host clock measures it (nothing to do on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class PeakRSS:
     """Context manager: the largest increase of this process's resident memory (MiB) while it is open.
 
@@ -183,12 +189,14 @@ def fit(
             inputs, targets = train.inputs[index], train.targets[index]
             if augment is not None:
                 inputs, targets = augment(inputs, targets, generator)
+            synchronize(inputs.device)
             start = time.perf_counter()
             loss = objective.loss(model, inputs, targets, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            synchronize(inputs.device)
             wall += time.perf_counter() - start
             diverged = diverged or not math.isfinite(loss.item())
             running, count = running + loss.item(), count + 1
@@ -214,8 +222,10 @@ def inference_ms(model: nn.Module, objective, split: Split, batch_size: int, rep
     objective.loss(model, inputs, targets, generator)  # warm-up (fills weight caches)
     times = []
     for _ in range(repeats):
+        synchronize(inputs.device)
         start = time.perf_counter()
         objective.loss(model, inputs, targets, generator)
+        synchronize(inputs.device)
         times.append(time.perf_counter() - start)
     model.train(was_training)
     return 1000 * float(np.median(times))

@@ -192,3 +192,9 @@ def test_guide_links_what_it_rests_on(tiny_study, tmp_path):
     text = guide.write(tmp_path).read_text()
     assert "[table](equivariant_vs_plain/table.md)" in text
     assert "No data yet" in text  # the studies that were not run say so instead of recommending
+
+
+def test_gpu_request_for_cpu_jobs_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="add --device cuda"):
+        main(study_equivariance.STUDY, study_equivariance.Config, study_equivariance.jobs, study_equivariance.run,
+             TINY + ["--backend", "ray", "--gpus", "1", "--out", str(tmp_path)])  # fmt: skip
