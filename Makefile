@@ -35,10 +35,12 @@ ASV_CI_BENCH := bench_linear\.Linear\..*'C8', 64,
 asv-machine: $(STAMP)
 	@test -f $(HOME)/.asv-machine.json || $(ASV) machine --yes
 
-# The quick grid on the working tree, saved as HEAD's results (.asv/results), then results/asv/*.md. Failed
-# benchmarks still reach the tables (as "failed") before make reports the failure.
+# The quick grid on the working tree, saved as HEAD's results (.asv/results), then results/asv/*.md. Each time is
+# the median of 7 single calls (asv's --quick times one call, whose hiccups on a shared machine reached 20x; this
+# costs ~5 min too). Failed benchmarks still reach the tables (as "failed") before make reports the failure.
+ASV_TABLE_SAMPLES := -a repeat=7 -a number=1 -a warmup_time=0 -a rounds=1
 asv-results: asv-machine
-	$(ASV) run --python=same --quick --set-commit-hash $$(git rev-parse HEAD) || status=$$?; \
+	$(ASV) run --python=same $(ASV_TABLE_SAMPLES) --set-commit-hash $$(git rev-parse HEAD) || status=$$?; \
 	$(PY) benchmarks/asv_tables.py && exit $${status:-0}
 
 # CI: the suites import and are well-formed, and one small slice runs (no results saved, no timing checked).

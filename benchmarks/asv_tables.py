@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "asv"
 BASELINE = "torch"
-COMMAND = "make results  (asv run --python=same --quick --set-commit-hash HEAD; python benchmarks/asv_tables.py)"
+COMMAND = "make asv-results (part of make results: asv run on the working tree, then this script)"
 #: Metric titles in display order; metrics not listed are appended in name order.
 TITLES = {
     "time_eval_forward": "eval forward, CPU",
@@ -175,7 +175,6 @@ def describe(result, results_dir: Path) -> dict:
         else f"a clean checkout of the commit in asv's virtualenv {result.env_name}",
         "command": COMMAND,
         "rerender": "python benchmarks/asv_tables.py --from-raw",
-        "quick": "SYMM_BENCH_FULL" not in result.env_vars,
     }  # fmt: skip
 
 
@@ -287,19 +286,20 @@ def summary_table(summary: dict[str, dict[str, list[float]]]) -> str:
     return markdown_table(["metric", *impls], body, numeric_from=1)
 
 
-def header(suite_file: str, meta: dict) -> str:
+def header(suite_file: str, meta: dict, rows: list[dict]) -> str:
     m = meta["machine"]
     ram = f"{int(m['ram']) / 2**30:.0f} GiB RAM" if str(m.get("ram", "")).isdigit() else ""
     machine = ", ".join(
         x for x in (m.get("machine"), m.get("cpu"), f"{m.get('num_cpu', '?')} cores", ram, m.get("os")) if x
     )
     commit = f"`{meta['commit'][:12]}`" + (f" ({meta['commit_subject']})" if meta.get("commit_subject") else "")
-    grid = "quick grid (default)" if meta.get("quick", True) else "full grid (SYMM_BENCH_FULL=1)"
+    samples = [int(float(r["repeat"])) for r in rows if r["unit"] == "seconds" and r["status"] == "ok" and r["repeat"]]
+    per_cell = f"the median of {statistics.median(samples):.0f}" if samples else "an unknown number of"
     return "\n".join([
         f"# asv: `benchmarks/{suite_file}.py`",
         "",
         f"- machine: {machine}",
-        f"- torch {meta['torch']}, Python {meta['python']}, asv {meta['asv']}; {grid}",
+        f"- torch {meta['torch']}, Python {meta['python']}, asv {meta['asv']}",
         f"- commit {commit}, committed {meta['commit_date']}; measured {meta['run_date']} on "
         f"{meta['environment']}",
         f"- regenerate: `{meta['command']}`; re-render only: `{meta['rerender']}`",
@@ -307,8 +307,8 @@ def header(suite_file: str, meta: dict) -> str:
         "Baseline columns (`torch (abs.)`) hold the plain-torch twin's own value; every other column is the ratio to "
         "it in the same row (below 1: faster or smaller than torch). Bold: the fastest implementation of the row. "
         "`skipped`: asv skipped the cell (cannot run here), `failed`: asv recorded no value, `–`: no such cell.",
-        "CPU times are one torch thread, float32, asv's `--quick` mode (one sample each) when the grid is quick: "
-        "treat single ratios as ±20 %.",
+        f"CPU times: one torch thread, float32, {per_cell} single timed calls per cell on a machine that may be "
+        "shared; read single ratios as ±20 % and isolated outliers as noise.",
     ])  # fmt: skip
 
 
@@ -319,8 +319,8 @@ def render(rows: list[dict], meta: dict, out: Path) -> list[Path]:
         r["value"] = float(r["value"]) if r["status"] == "ok" else None
     written = []
     for suite_file in dict.fromkeys(r["suite_file"] for r in rows):
-        sections = [header(suite_file, meta)]
         of_file = [r for r in rows if r["suite_file"] == suite_file]
+        sections = [header(suite_file, meta, of_file)]
         for suite in dict.fromkeys(r["suite"] for r in of_file):
             of_suite = [r for r in of_file if r["suite"] == suite]
             metrics = sorted(dict.fromkeys(r["metric"] for r in of_suite), key=_metric_rank)
