@@ -173,7 +173,8 @@ def describe(result, results_dir: Path) -> dict:
         "run_date": _iso(_run_started(result)),
         "environment": "the working tree in the current environment (--python=same)" if existing
         else f"a clean checkout of the commit in asv's virtualenv {result.env_name}",
-        "command": COMMAND,
+        "command": COMMAND if existing else f"asv run {result.commit_hash[:8]}^! && python benchmarks/asv_tables.py "
+        f"--commit {result.commit_hash[:8]}",
         "rerender": "python benchmarks/asv_tables.py --from-raw",
     }  # fmt: skip
 
