@@ -53,7 +53,8 @@ def regressor(task: RingOscillators, equivariant: bool, embedding_dim: int, num_
                  num_cond_layers=1)  # fmt: skip
     if equivariant:
         return eCondTransformerRegressor(x_rep, z_rep, None, **shape, **options)
-    options.pop("basis_expansion_scheme", None), options.pop("weight_cache", None), options.pop("norm_affine", None)
+    for equivariant_only in ("basis_expansion_scheme", "weight_cache", "norm_affine"):
+        options.pop(equivariant_only, None)
     return CondTransformerRegressor(x_rep.size, z_rep.size, x_rep.size, **shape, **options)
 
 
