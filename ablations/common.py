@@ -40,6 +40,7 @@ STUDY_MODULES = {
     "weight_cache": "ablations.study_cache",
     "normalization": "ablations.study_norm",
     "equivariant_vs_plain": "ablations.study_equivariance",
+    "equivariant_vs_plain_sequence": "ablations.study_equivariance_sequence",
 }
 
 
@@ -211,9 +212,13 @@ def sequence_params(config: SequenceConfig, **extra) -> dict:
     return {**shared, **extra}
 
 
-def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Callable | None = None,
+def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Callable | None = None, *,
+                         embedding_dim: int | None = None, augment: Callable | None = None,
                          **model_options):  # fmt: skip
     """Build the regressor for ``job`` on the ring-oscillator task, train it, and return ``(model, rows)``.
+
+    ``embedding_dim`` overrides the job's (plain twins at equal parameter count); ``augment`` is passed to
+    :func:`~ablations.train.fit`.
 
     Logs, besides :func:`~ablations.train.fit`'s rows, the resident-memory growth of the construction, the bytes
     of parameters and buffers, and the trained model's equivariance error.
@@ -227,11 +232,11 @@ def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Ca
     splits = {name: split.to(p["device"]) for name, split in make_splits(task, sizes, job.seed).items()}
     torch.manual_seed(job.seed)
     with PeakRSS() as built:
-        model = regressor(task, equivariant, p["embedding_dim"], p["num_layers"], p["heads"], device=p["device"],
-                          **model_options)  # fmt: skip
+        width = embedding_dim or p["embedding_dim"]
+        model = regressor(task, equivariant, width, p["num_layers"], p["heads"], device=p["device"], **model_options)
     train = TrainConfig(p["steps"], p["batch_size"], p["lr"], p["weight_decay"], p["eval_every"], p["eval_size"])
     on_eval = on_eval_factory(model, splits) if on_eval_factory else None
-    rows = fit(model, FlowMatching(), splits, train, job.seed, on_eval=on_eval)
+    rows = fit(model, FlowMatching(), splits, train, job.seed, on_eval=on_eval, augment=augment)
     state_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     exact = regressor_equivariance_error(copy.deepcopy(model).double(), task, splits["test"].double())
     rows += final_rows(p["steps"], rows[-1]["wall_time"], construction_rss_mib=built.peak_mib,

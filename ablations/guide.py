@@ -115,16 +115,15 @@ def norm_section(results: Path) -> list[str]:
     return out
 
 
-def equivariance_section(results: Path) -> list[str]:
-    out = ["## Equivariant or plain (with augmentation)?", ""]
-    final = _final(results, "equivariant_vs_plain")
+def _equivariance_section(results: Path, study: str, title: str, model: str) -> list[str]:
+    out = [f"## {title}", ""]
+    final = _final(results, study)
     if final is None:
-        return out + _missing("equivariant_vs_plain")
+        return out + _missing(study)
     test = final[final.metric == "test_loss"].groupby(["model", "train_size"]).value.mean().unstack()
-    small, large = test.columns.min(), test.columns.max()
     eq = test.loc["equivariant"]
     lines = []
-    for n in (small, large):
+    for n in sorted({test.columns.min(), test.columns.max()}):
         others = {m: test.loc[m, n] for m in test.index if m != "equivariant"}
         best_plain = min(others, key=others.get)
         verdict = "beats" if eq[n] < others[best_plain] else "loses to"
@@ -142,20 +141,29 @@ def equivariance_section(results: Path) -> list[str]:
     error = final[(final.metric == "equivariance_error_f64") & (final.model == "equivariant")].value.max()
     plain_error = final[(final.metric == "equivariance_error") & (final.model != "equivariant")].value.min()
     out += [
-        "- **Training-set sizes where the equivariant MLP has the lowest test loss of all four: "
+        f"- **Training-set sizes where the equivariant {model} has the lowest test loss of all four: "
         + (", ".join(map(str, wins)) if wins else "none")
         + ".** "
-        + _links("equivariant_vs_plain", "sample_efficiency.png"),
-        "- The equivariant MLP has the lower mean test loss than "
+        + _links(study, "sample_efficiency.png"),
+        f"- The equivariant {model} has a lower mean test loss than "
         + "; than ".join(per_plain)
         + f" (sizes tried: {', '.join(str(int(n)) for n in test.columns)}).",
         *lines,
         f"- Only the equivariant model is equivariant after training (relative error ≤ {error:.1e} in float64; the "
-        "plain ones "
-        f"≥ {plain_error:.2g}, augmentation included): pick it when exact symmetry matters downstream.",
+        f"plain ones ≥ {plain_error:.2g}, augmentation included): pick it when exact symmetry matters downstream.",
         "",
     ]
     return out
+
+
+def equivariance_section(results: Path) -> list[str]:
+    return _equivariance_section(results, "equivariant_vs_plain", "Equivariant or plain (with augmentation)? "
+                                 "MLP on the ring-regression task", "MLP")  # fmt: skip
+
+
+def sequence_equivariance_section(results: Path) -> list[str]:
+    return _equivariance_section(results, "equivariant_vs_plain_sequence", "Equivariant or plain? The conditional "
+                                 "regressor on the ring-oscillator task", "regressor")  # fmt: skip
 
 
 def _diagonal_twin(name: str) -> str:
@@ -214,7 +222,9 @@ def write(results: Path = RESULTS) -> Path:
         "publishing.",
         "",
     ]
-    for section in (basis_section, cache_section, norm_section, equivariance_section, benchmark_section):
+    sections = (basis_section, cache_section, norm_section, equivariance_section, sequence_equivariance_section,
+                benchmark_section)  # fmt: skip
+    for section in sections:
         lines += section(results)
     path = results / "README.md"
     path.write_text("\n".join(lines))

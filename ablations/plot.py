@@ -49,7 +49,7 @@ PALETTE = dict(
     )
 )
 #: Studies whose hue is a job parameter other than the label (the label also holds the training-set size).
-HUE = {"equivariant_vs_plain": "model"}
+HUE = {"equivariant_vs_plain": "model", "equivariant_vs_plain_sequence": "model"}
 
 
 def hue_order(values) -> list[str]:
@@ -130,7 +130,7 @@ def _sample_efficiency_figure(data: pd.DataFrame, hue: str, path: Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.minorticks_off()
-    fig.suptitle(f"Sample efficiency on the ring-regression task ({INTERVAL_TEXT})")
+    fig.suptitle(f"Sample efficiency ({INTERVAL_TEXT})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -144,7 +144,7 @@ def render(study: str, out: Path | str) -> list[Path]:
     hue = HUE.get(study, "label")
     title = study.replace("_", " ")
     written = [out / "curves.png", out / "costs.png"]
-    if study == "equivariant_vs_plain":
+    if "train_size" in data and data.train_size.nunique() > 1 and hue == "model":
         written.insert(0, out / "sample_efficiency.png")
         _sample_efficiency_figure(data, hue, written[0])
         largest = data[data.train_size == data.train_size.max()]

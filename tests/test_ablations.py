@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import guide, plot, study_cache, study_equivariance
-from ablations.common import main
+from ablations import guide, plot, study_cache, study_equivariance, study_equivariance_sequence
+from ablations.common import main, regressor
 from ablations.sweep import run_sweep
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
 from symm_layers.testing import group_elements
@@ -198,3 +198,14 @@ def test_gpu_request_for_cpu_jobs_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="add --device cuda"):
         main(study_equivariance.STUDY, study_equivariance.Config, study_equivariance.jobs, study_equivariance.run,
              TINY + ["--backend", "ray", "--gpus", "1", "--out", str(tmp_path)])  # fmt: skip
+
+
+def test_sequence_study_plain_twin_at_equal_parameters_has_about_as_many():
+    width = study_equivariance_sequence.equal_params_width(8, 32, 1, 2)
+    task = RingOscillators()
+
+    def count(equivariant, dim):
+        return sum(p.numel() for p in regressor(task, equivariant, dim, 1, 2).parameters())
+
+    gap = {w: abs(count(False, w) - count(True, 32)) for w in (width - 2, width, width + 2)}
+    assert gap[width] == min(gap.values())  # heads = 2: widths step by 2
