@@ -28,6 +28,7 @@ import datetime
 import itertools
 import json
 import math
+import platform
 import statistics
 import subprocess
 import sys
@@ -165,7 +166,7 @@ def describe(result, results_dir: Path) -> dict:
     return {
         "machine": machine,
         "torch": torch_version,
-        "python": result._python,
+        "python": platform.python_version() if existing else result._python,  # never the interpreter's path
         "asv": asv.__version__,
         "commit": result.commit_hash,
         "commit_subject": _git("log", "-1", "--format=%s", result.commit_hash),
@@ -293,7 +294,8 @@ def header(suite_file: str, meta: dict, rows: list[dict]) -> str:
     machine = ", ".join(
         x for x in (m.get("machine"), m.get("cpu"), f"{m.get('num_cpu', '?')} cores", ram, m.get("os")) if x
     )
-    commit = f"`{meta['commit'][:12]}`" + (f" ({meta['commit_subject']})" if meta.get("commit_subject") else "")
+    dirty = " + uncommitted changes" if "uncommitted" in meta["commit"] else ""
+    commit = f"`{meta['commit'][:12]}{dirty}`" + (f" ({meta['commit_subject']})" if meta.get("commit_subject") else "")
     samples = [int(float(r["repeat"])) for r in rows if r["unit"] == "seconds" and r["status"] == "ok" and r["repeat"]]
     per_cell = f"the median of {statistics.median(samples):.0f}" if samples else "an unknown number of"
     return "\n".join([
@@ -308,8 +310,9 @@ def header(suite_file: str, meta: dict, rows: list[dict]) -> str:
         "Baseline columns (`torch (abs.)`) hold the plain-torch twin's own value; every other column is the ratio to "
         "it in the same row (below 1: faster or smaller than torch). Bold: the fastest implementation of the row. "
         "`skipped`: asv skipped the cell (cannot run here), `failed`: asv recorded no value, `–`: no such cell.",
-        f"CPU times: one torch thread, float32, {per_cell} single timed calls per cell on a machine that may be "
-        "shared; read single ratios as ±20 % and isolated outliers as noise.",
+        meta.get("timing") or f"CPU times: one torch thread, float32, {per_cell} samples per cell (asv's "
+        "calibrated timing) on a machine that may be shared; read single ratios as ±20 % and isolated outliers as "
+        "noise.",
     ])  # fmt: skip
 
 
