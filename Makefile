@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: results test lint clean-venv asv-machine asv-results asv-ci
+.PHONY: results test lint clean-venv asv-machine asv-results asv-ci gpu-results
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow"
 	$(MAKE) --no-print-directory asv-ci
+	PYTHON=$(PY) benchmarks/gpu_run.sh --dry-run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -47,6 +48,10 @@ asv-results: asv-machine
 asv-ci: asv-machine
 	$(ASV) check --python=same
 	$(ASV) run --python=same --quick --bench "$(ASV_CI_BENCH)"
+
+# On a GPU machine (fresh: only Python; installs what is missing, from .whl/ if present): <= 8 min, results/gpu/.
+gpu-results:
+	benchmarks/gpu_run.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -267,6 +267,8 @@ def page(header: str, meta: dict, sections: list[str], failures: list[str], chec
     verdict = ("**Failing targets:** " + "; ".join(failures)) if failures else "**All targets met.**"
     if not checked:
         verdict = "**Targets not checked:** they are CPU float32 targets; this run measured another device or dtype."
+    if meta.get("partial"):
+        verdict = "**Partial run:** it was cut short; only the cells below were measured.\n\n" + verdict
     meta = {"hardware": "CPU", "dtype": "float32", **meta}  # runs saved before --device/--dtype existed
     return header.format(verdict=verdict, **meta) + "\n".join(sections)
 
@@ -276,4 +278,5 @@ def save_run(out: Path, rows: list[dict], meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "raw.csv", index=False)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"measured in {meta['wall_s']} s")
+    if not meta.get("partial"):
+        log(f"measured in {meta['wall_s']} s")

@@ -347,8 +347,24 @@ def write_equivariance_table(out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- summary
+def render_missing(out: Path) -> None:
+    """Render the tables of steps that were cut short after saving raw data but before writing their tables."""
+    from . import asv_tables, layer_family, linear_family
+
+    asv = out / "asv"
+    if (asv / "raw.csv").exists() and not list(asv.glob("*.md")):
+        asv_tables.render(*asv_tables.load_raw(asv), asv)
+    if (out / "equivariance" / "equivariance.csv").exists() and not (out / "equivariance" / "equivariance.md").exists():
+        write_equivariance_table(out / "equivariance")
+    for script in (linear_family, layer_family):
+        for folder in sorted((out / script.__name__.rsplit(".", 1)[-1]).glob("*")):
+            if (folder / "raw.csv").exists() and not (folder / "table.md").exists():
+                (folder / "table.md").write_text(script.render(folder))
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     """``README.md`` of the run: the meta header, every step's status and time, links to the outputs."""
+    render_missing(args.out)
     meta_path = args.out / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     steps = []
@@ -358,7 +374,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
             steps.append({"step": name, "exit": int(rc), "seconds": int(seconds), "time_box_s": int(box)})
     meta["steps"] = steps
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    status = {0: "ok", 124: "timed out (partial output kept)", 137: "killed after its time box"}
+    status = {
+        0: "ok",
+        124: "timed out (partial output kept)",
+        137: "killed after its time box",
+        125: "not started (budget spent)",
+    }
     lines = [
         f"# GPU run: `{meta.get('gpu') or meta.get('device', '?')}`",
         "",

@@ -476,6 +476,11 @@ def main(argv: list[str] | None = None) -> None:
                 for comparison in BUILDERS[family](group, cfg.placement):
                     rows += measure(cfg, family, group, comparison)
                 gc.collect()
+                wall = time.perf_counter() - start
+                partial = common.collect_meta(
+                    cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
+                )
+                common.save_run(cfg.out, rows, {**partial, "setup": SETUP, "partial": True})  # kept if cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)
         meta = common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
         common.save_run(cfg.out, rows, {**meta, "setup": SETUP})

@@ -453,6 +453,11 @@ def main(argv: list[str] | None = None) -> None:
             for d_target in cfg.dims:
                 rows += measure_cell(cfg, group, d_target)
                 gc.collect()
+                wall = time.perf_counter() - start
+                partial = common.collect_meta(
+                    cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
+                )
+                common.save_run(cfg.out, rows, {**partial, "partial": True})  # kept if the run is cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)  # of the grid, not the probe
         if cfg.checks_targets:  # the probe measures host memory of a CPU float32 build
             rows += measure_probe(PROFILES[cfg.profile].probe_runs)
