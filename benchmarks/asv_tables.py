@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "asv"
 BASELINE = "torch"
-COMMAND = "make asv-results (part of make results: asv run on the working tree, then this script)"
+COMMAND = "make asv-results ASV_OUT={out} (in make results and make results-full: asv on the working tree, then this)"
 #: Metric titles in display order; metrics not listed are appended in name order.
 TITLES = {
     "time_eval_forward": "eval forward, CPU",
@@ -149,7 +149,7 @@ def _iso(ms: float | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def describe(result, results_dir: Path) -> dict:
+def describe(result, results_dir: Path, out: Path = OUT) -> dict:
     """Provenance of one result file: machine, versions, commit, dates, environment and the regenerating command."""
     import asv
 
@@ -157,6 +157,7 @@ def describe(result, results_dir: Path) -> dict:
     machine = json.loads(machine_file.read_text()) if machine_file.exists() else {}
     machine.pop("version", None)
     existing = result.env_name.startswith("existing")
+    shown = out.resolve().relative_to(REPO).as_posix() if out.resolve().is_relative_to(REPO) else f".../{out.name}"
     if existing:  # --python=same: asv used its own interpreter, the one running this script in `make results`
         import importlib.metadata
 
@@ -174,9 +175,9 @@ def describe(result, results_dir: Path) -> dict:
         "run_date": _iso(_run_started(result)),
         "environment": "the working tree in the current environment (--python=same)" if existing
         else f"a clean checkout of the commit in asv's virtualenv {result.env_name}",
-        "command": COMMAND if existing else f"asv run {result.commit_hash[:8]}^! && python benchmarks/asv_tables.py "
-        f"--commit {result.commit_hash[:8]}",
-        "rerender": "python benchmarks/asv_tables.py --from-raw",
+        "command": COMMAND.format(out=shown) if existing else f"asv run {result.commit_hash[:8]}^! && python "
+        f"benchmarks/asv_tables.py --commit {result.commit_hash[:8]} --out {shown}",
+        "rerender": f"python benchmarks/asv_tables.py --from-raw --out {shown}",
     }  # fmt: skip
 
 
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         rows, meta = load_raw(args.out)
     else:
         result, results_dir = load_result(args.commit, args.machine)
-        rows, meta = flatten(result, results_dir), describe(result, results_dir)
+        rows, meta = flatten(result, results_dir), describe(result, results_dir, args.out)
         save_raw(rows, meta, args.out)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
     for path in render(rows, meta, args.out):
