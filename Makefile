@@ -17,12 +17,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# Never writes results/: everything goes to $(QUICK)/ (ignored by git).
+# Never writes results/: everything goes to $(QUICK)/ (ignored by git). Last, asv and linear_family.py are compared
+# on the cells both measure (benchmarks/agreement.py: fails only if one differs by more than 25 %).
 results: $(STAMP) asv-machine
 	$(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
 	$(PY) benchmarks/linear_family.py --profile quick --out $(QUICK)/linear_family
 	$(PY) benchmarks/layer_family.py --profile quick --out $(QUICK)/layer_family
 	$(PY) -m ablations.run_all --results $(QUICK)
+	$(PY) benchmarks/agreement.py --asv $(QUICK)/asv --family $(QUICK)/linear_family
 
 # Everything published in results/, from one commit (a clean tree). Resumes: a benchmark step whose output is
 # already from HEAD is skipped (benchmarks/up_to_date.py), and the ablation sweeps keep every finished run.
@@ -35,6 +37,7 @@ results-full: $(STAMP) asv-machine
 	$(PY) benchmarks/up_to_date.py results/layer_family --profile full || \
 	  $(PY) benchmarks/layer_family.py --profile full --out results/layer_family
 	$(PY) -m ablations.run_all --full --results results
+	$(PY) benchmarks/agreement.py --asv results/asv --family results/linear_family
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
