@@ -55,13 +55,13 @@ ASV_CI_BENCH := bench_linear\.Linear\..*'C8', 64,
 asv-machine: $(STAMP)
 	@test -f $(HOME)/.asv-machine.json || $(ASV) machine --yes
 
-# The quick grid on the working tree, saved as HEAD's results (.asv/results), then $(ASV_OUT)/*.md. asv's default
+# The quick grid on the working tree, saved as the results of the newest commit outside results/ (.asv/results), then $(ASV_OUT)/*.md. asv's default
 # sampling: calls per sample calibrated to >= 10 ms, warm-up, up to 10 samples in each of 2 rounds (no single-call
 # samples, which time call overhead and cold caches). Failed benchmarks still reach the tables (as "failed") before
 # make reports the failure.
 ASV_OUT ?= $(QUICK)/asv
 asv-results: asv-machine
-	$(ASV) run --python=same --set-commit-hash $$(git rev-parse HEAD) || status=$$?; \
+	$(ASV) run --python=same --set-commit-hash $$(git rev-list -1 HEAD -- . ':!results') || status=$$?; \
 	$(PY) benchmarks/asv_tables.py --out $(ASV_OUT) && exit $${status:-0}
 
 # CI: the suites import and are well-formed, and one small slice runs (no results saved, no timing checked).

@@ -208,14 +208,15 @@ def relative_iqr(values: list[float]) -> float:
 
 # ----------------------------------------------------------------------------------------------- provenance
 def run_commit() -> str:
-    """HEAD, marked ``" + uncommitted changes"`` when tracked files outside ``results/`` differ from it.
+    """The newest commit that changed anything outside ``results/`` (committing results as they land keeps it),
+    marked ``" + uncommitted changes"`` when tracked files outside ``results/`` differ from it.
 
     Without a git checkout (a copied working tree, e.g. on a GPU machine) it is ``$SYMM_COMMIT`` when set (the
     caller's ``git rev-parse HEAD``), else ``"unknown"``.
     """
     try:
         git = {"cwd": REPO, "capture_output": True, "text": True, "check": True}
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
+        commit = subprocess.run(["git", "rev-list", "-1", "HEAD", "--", ".", ":!results"], **git).stdout.strip()
         status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
         if subprocess.run(status, **git).stdout.strip():
             commit += " + uncommitted changes"
