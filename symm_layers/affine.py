@@ -56,6 +56,7 @@ class eAffine(EquivariantModule):
         self.change = self.subspace.change
         spectral_of_local = np.argsort(self.change.local_position)
         self.register_constant("copy_of_local", decomposition.copy_index[spectral_of_local], device=device)
+        self.register_constant("copy_of_spectral", decomposition.copy_index, device=device)
         self.num_scale_dof = decomposition.num_copies
         self.has_bias = bias and self.subspace.dim > 0
         self.num_bias_dof = self.subspace.dim if self.has_bias else 0
@@ -98,6 +99,17 @@ class eAffine(EquivariantModule):
         scaled = self.change.to_spectral(input) * scale_dof.index_select(-1, self.copy_of_local)
         out = self.change.from_spectral(scaled)
         return out + self.subspace.expand(bias_dof) if self.has_bias else out
+
+    def spectral_weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The map in spectral coordinates (:mod:`symm_layers.layout`): elementwise weight ``(D,)`` and bias.
+
+        A scale per irrep copy is diagonal there, and the invariant bias lives on the trivial coordinates.
+        """
+        weight = self.scale_dof.index_select(0, self.copy_of_spectral)
+        if not self.has_bias:
+            return weight, None
+        bias = self.bias_dof.new_zeros(self.in_rep.size).index_copy(0, self.subspace.trivial_columns, self.bias_dof)
+        return weight, bias
 
     def _check_dof(self, dof: torch.Tensor | None, count: int, what: str) -> None:
         if dof is None or dof.shape[-1] != count:

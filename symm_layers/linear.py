@@ -12,10 +12,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._constants import ConstantsModule
-from ._types import BasisExpansionScheme, GradientNormalization, InitScheme, WeightCacheMode
+from ._types import BasisExpansionScheme, GradientNormalization, InitScheme, Layout, WeightCacheMode
 from .basis import GroupHomomorphismBasis
+from .basis.spectral import SpectralGather
 from .cache import resolve_weight_cache
 from .change_of_basis import StructuredChangeOfBasis
+from .layout import check_layout
 from .module import EquivariantModule
 from .reps import check_same_group, decompose
 
@@ -30,8 +32,9 @@ class InvariantSubspace(ConstantsModule):
     stored dense (one matrix-vector product per call) unless that would exceed :data:`DENSE_FIX_MAX_ENTRIES`.
     """
 
-    def __init__(self, rep: Representation, *, device=None, dtype=None) -> None:
+    def __init__(self, rep: Representation, *, layout: Layout = "spatial", device=None, dtype=None) -> None:
         super().__init__()
+        self.layout = check_layout(layout)
         decomposition = decompose(rep)
         trivial = decomposition.trivial_type()
         self.size = rep.size
@@ -39,15 +42,19 @@ class InvariantSubspace(ConstantsModule):
         self.change = StructuredChangeOfBasis(decomposition, device=device, dtype=dtype)
         positions = self.change.local_position[trivial.columns[:, 0]] if trivial is not None else np.zeros(0)
         self.register_constant("positions", positions, device=device)
+        columns = trivial.columns[:, 0] if trivial is not None else np.zeros(0, dtype=np.int64)
+        self.register_constant("trivial_columns", columns, device=device)
         self.is_dense = self.size * self.dim <= DENSE_FIX_MAX_ENTRIES
         if self.is_dense:
-            columns = trivial.columns[:, 0] if trivial is not None else np.zeros(0, dtype=np.int64)
-            self.register_constant("fix_basis", decomposition.change_of_basis[:, columns], device=device, dtype=dtype)
+            basis = decomposition.change_of_basis if layout == "spatial" else np.eye(self.size)
+            self.register_constant("fix_basis", basis[:, columns], device=device, dtype=dtype)
 
     def expand(self, dof: torch.Tensor) -> torch.Tensor:
-        """``(..., dim)`` -> invariant vectors ``(..., size)``."""
+        """``(..., dim)`` -> invariant vectors ``(..., size)`` in the subspace's layout."""
         if self.is_dense:
             return F.linear(dof, self.fix_basis)
+        if self.layout == "spectral":
+            return dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.trivial_columns, dof)
         spectral = dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.positions, dof)
         return self.change.from_spectral(spectral)
 
@@ -55,6 +62,8 @@ class InvariantSubspace(ConstantsModule):
         """Coefficients of the orthogonal projection of ``vector`` onto the invariant subspace."""
         if self.is_dense:
             return vector @ self.fix_basis
+        if self.layout == "spectral":
+            return vector.index_select(-1, self.trivial_columns)
         return self.change.to_spectral(vector).index_select(-1, self.positions)
 
 
@@ -71,6 +80,8 @@ class InvariantBias(EquivariantModule):
         in_rep: representation of the features.
         weight_cache: ``"cached"`` (reuse the expanded bias while ``bias_dof`` is unchanged) or ``"uncached"``.
         init_scheme: ``"zeros"`` or ``"uniform"`` (``U(-1/sqrt(D), 1/sqrt(D))`` per DoF); ``None`` skips it.
+        layout: ``"spatial"`` (features in ``in_rep``'s basis) or ``"spectral"`` (``Q^T x``, see
+            :mod:`symm_layers.layout`; the bias then lives on the trivial coordinates).
 
     Shape:
         ``(..., in_rep.size)`` -> same.
@@ -82,12 +93,13 @@ class InvariantBias(EquivariantModule):
         *,
         weight_cache: WeightCacheMode = "cached",
         init_scheme: str | None = "zeros",
+        layout: Layout = "spatial",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
-        self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
+        self.subspace = InvariantSubspace(in_rep, layout=layout, device=device, dtype=dtype)
         self.weight_cache = resolve_weight_cache(weight_cache)
         self.has_bias = self.subspace.dim > 0
         if self.has_bias:
@@ -162,6 +174,10 @@ class eLinear(EquivariantModule):
             weight_index=i)`` uses row ``i[r]`` for row ``r`` of ``x`` (e.g. one map per species or per task).
         external_weights: own no weight DoFs; ``forward(x, weight_dof=w)`` takes per-row DoFs ``(..., dim)``
             (e.g. produced by a hypernetwork). The bias stays a parameter.
+        layout: ``"spatial"`` (default: features in the representations' own bases) or ``"spectral"`` (features
+            ``Q^T x`` in spectral coordinates, see :mod:`symm_layers.layout`): the weight is then
+            ``W_spec = Q_out^T W Q_in``, formed by one gather for any representation; the same DoFs give the same
+            map in both layouts. ``weight`` and ``export()`` act in the layer's layout.
         device, dtype: factory kwargs for parameters and constants.
 
     Shape:
@@ -196,11 +212,13 @@ class eLinear(EquivariantModule):
         gradient_normalization: GradientNormalization = "element",
         num_indexed_weights: int | None = None,
         external_weights: bool = False,
+        layout: Layout = "spatial",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         check_same_group(in_rep, out_rep)
+        self.layout = check_layout(layout)
         self.in_rep, self.out_rep = in_rep, out_rep
         self.in_features, self.out_features = in_rep.size, out_rep.size
         self.basis = GroupHomomorphismBasis(
@@ -224,7 +242,9 @@ class eLinear(EquivariantModule):
         else:
             self.weight_dof = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
         self.bias_module = (
-            InvariantBias(out_rep, weight_cache=weight_cache, init_scheme=None, device=device, dtype=dtype)
+            InvariantBias(
+                out_rep, weight_cache=weight_cache, init_scheme=None, layout=layout, device=device, dtype=dtype
+            )
             if bias
             else None
         )
@@ -235,7 +255,12 @@ class eLinear(EquivariantModule):
         # an inference call at D=64). They are the registered submodules themselves, so .to(), deepcopy and
         # state_dict see the same objects. Parameters are read at call time from the modules' current _parameters
         # dicts (torch.export and torch.func swap those dicts, so a stored reference to one would go stale).
-        self.__dict__["_call_parts"] = (self.basis.strategy, self.weight_cache, bias_parts)
+        # The map applied to features: the basis strategy's W (spatial), or W_spec = Q_out^T W Q_in (spectral).
+        if layout == "spatial":
+            self.__dict__["feature_map"] = self.basis.strategy  # the same module: not registered a second time
+        else:
+            self.feature_map = SpectralGather(self.basis.space, device=device, dtype=dtype)
+        self.__dict__["_call_parts"] = (self.feature_map, self.weight_cache, bias_parts)
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
@@ -264,8 +289,8 @@ class eLinear(EquivariantModule):
         """The dense equivariant weight ``(out_features, in_features)``."""
         self._check_shared_weight()
         if self.gradient_normalization == "path":
-            return self.basis.strategy.expand(self._effective(self.weight_dof))
-        return self.weight_cache.weight(self.basis.strategy, self.weight_dof)
+            return self.feature_map.expand(self._effective(self.weight_dof))
+        return self.weight_cache.weight(self.feature_map, self.weight_dof)
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -303,7 +328,7 @@ class eLinear(EquivariantModule):
             if weight_index is None or weight_dof is not None:
                 raise ValueError(f"num_indexed_weights={self.num_indexed_weights} needs weight_index (ints, per row)")
             dof = self.weight_dof[weight_index.expand(lead)]
-        out = self.basis.strategy.apply_per_row(self._effective(dof), input)
+        out = self.feature_map.apply_per_row(self._effective(dof), input)
         return out if self.bias is None else out + self.bias
 
     def export(self) -> nn.Linear:
@@ -327,6 +352,7 @@ class eLinear(EquivariantModule):
             f"in_rep={self.in_rep.name}[{self.in_features}], out_rep={self.out_rep.name}[{self.out_features}], "
             f"dim_hom={self.basis.dim}, {self.basis.extra_repr()}, "
             f"weight_cache={self.weight_cache.name}, gradient_normalization={self.gradient_normalization}"
+            + (f", layout={self.layout}" if self.layout != "spatial" else "")
             + (f", num_indexed_weights={self.num_indexed_weights}" if self.num_indexed_weights else "")
             + (", external_weights=True" if self.external_weights else "")
         )

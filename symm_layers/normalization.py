@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from escnn.group import Representation
 from torch import nn
 
-from ._types import AffineInitScheme
+from ._types import AffineInitScheme, Layout
 from .affine import eAffine, eDiagonalAffine
+from .layout import check_layout
 from .linear import InvariantSubspace
 from .module import EquivariantModule
 from .reps import decompose
@@ -24,18 +25,34 @@ NormModule = str  # "rmsnorm" | "layernorm" | "batchnorm"
 AFFINE_SCHEMES = ("isotypic", "diagonal")
 
 
-def _affine_or_none(in_rep, equiv_affine, bias, init_scheme, affine, device, dtype) -> nn.Module | None:
+def _affine_or_none(in_rep, equiv_affine, bias, init_scheme, affine, device, dtype, layout) -> nn.Module | None:
     """The affine strategy: ``"isotypic"`` (:class:`eAffine`) or ``"diagonal"`` (:class:`eDiagonalAffine`)."""
     if affine not in AFFINE_SCHEMES:
         raise ValueError(f"unknown affine {affine!r}; choose one of {', '.join(AFFINE_SCHEMES)}")
+    if check_layout(layout) == "spectral" and affine == "diagonal":
+        raise ValueError(
+            "affine='diagonal' is constant on coordinate orbits of the spatial basis and is not elementwise in the "
+            "spectral layout; use affine='isotypic' (one scale per irrep copy, elementwise there) with "
+            "layout='spectral', or layout='spatial' with affine='diagonal'"
+        )
     if not equiv_affine:
         return None
     cls = eAffine if affine == "isotypic" else eDiagonalAffine
     return cls(in_rep, bias=bias, init_scheme=init_scheme, device=device, dtype=dtype)
 
 
-def _export_tail(affine: eAffine | None) -> list[nn.Module]:
-    return [] if affine is None else [affine.export()]
+def _export_tail(affine: eAffine | None, layout: str = "spatial") -> list[nn.Module]:
+    if affine is None:
+        return []
+    if layout == "spatial":
+        return [affine.export()]
+    weight, bias = affine.spectral_weight_and_bias()
+    lin = nn.Linear(weight.numel(), weight.numel(), bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(torch.diag(weight))
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return [lin]
 
 
 class eRMSNorm(EquivariantModule):
@@ -54,6 +71,9 @@ class eRMSNorm(EquivariantModule):
         affine: ``"isotypic"`` (:class:`eAffine`: one scale per irrep copy, any orthogonal representation) or
             ``"diagonal"`` (:class:`eDiagonalAffine`: scale and bias constant on coordinate orbits, permutation
             representations only; fused into torch's norm kernel, like ``nn.RMSNorm``'s elementwise weight).
+        layout: ``"spatial"`` (features in ``in_rep``'s basis) or ``"spectral"`` (features ``Q^T x``, see
+            :mod:`symm_layers.layout`): there the per-irrep-copy affine is an elementwise weight fused into
+            ``F.rms_norm`` plus a bias on the trivial coordinates; needs ``affine="isotypic"``.
 
     Shape:
         ``(..., D)`` -> same.
@@ -69,12 +89,15 @@ class eRMSNorm(EquivariantModule):
         init_scheme: AffineInitScheme | None = "identity",
         *,
         affine: str = "isotypic",
+        layout: Layout = "spatial",
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
         self.eps = eps
-        self.affine = _affine_or_none(in_rep, equiv_affine, True, init_scheme, affine, device, dtype)
+        self.affine = _affine_or_none(in_rep, equiv_affine, True, init_scheme, affine, device, dtype, layout)
+        self.layout = layout
         self.fused_affine = isinstance(self.affine, eDiagonalAffine)
+        self.spectral_affine = layout == "spectral" and self.affine is not None
 
     def reset_parameters(self, scheme: AffineInitScheme = "identity") -> None:
         if self.affine is not None:
@@ -82,8 +105,9 @@ class eRMSNorm(EquivariantModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_features(x)
-        if self.fused_affine:
-            weight, bias = self.affine.weight_and_bias()
+        if self.fused_affine or self.spectral_affine:
+            parts = self.affine.spectral_weight_and_bias if self.spectral_affine else self.affine.weight_and_bias
+            weight, bias = parts()
             out = F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
             return out if bias is None else out + bias
         out = F.rms_norm(x, (self.in_rep.size,), None, self.eps)
@@ -92,10 +116,10 @@ class eRMSNorm(EquivariantModule):
     def export(self) -> nn.Module:
         ref = next(self.buffers())
         norm = nn.RMSNorm(self.in_rep.size, eps=self.eps, elementwise_affine=False, device=ref.device)
-        return nn.Sequential(norm, *_export_tail(self.affine))
+        return nn.Sequential(norm, *_export_tail(self.affine, self.layout))
 
     def extra_repr(self) -> str:
-        return f"in_rep={self.in_rep.name}[{self.in_rep.size}], eps={self.eps}"
+        return f"in_rep={self.in_rep.name}[{self.in_rep.size}], eps={self.eps}, layout={self.layout}"
 
 
 class eLayerNorm(EquivariantModule):
@@ -119,6 +143,8 @@ class eLayerNorm(EquivariantModule):
         init_scheme: of the affine part.
         affine: ``"isotypic"`` or ``"diagonal"``, as in :class:`eRMSNorm`; with ``"diagonal"`` (permutation
             representations, where the centring is the mean) the layer is one ``F.layer_norm`` call.
+        layout: ``"spatial"`` or ``"spectral"``, as in :class:`eRMSNorm`; in the spectral layout the centring
+            direction lives on the trivial coordinates and the affine is fused into ``F.rms_norm``.
     """
 
     def __init__(
@@ -132,6 +158,7 @@ class eLayerNorm(EquivariantModule):
         init_scheme: AffineInitScheme | None = "identity",
         *,
         affine: str = "isotypic",
+        layout: Layout = "spatial",
     ) -> None:
         super().__init__()
         self.in_rep = self.out_rep = in_rep
@@ -146,9 +173,14 @@ class eLayerNorm(EquivariantModule):
         norm = np.linalg.norm(direction)
         self.centring = "none" if norm < 1e-8 else ("mean" if np.allclose(direction, 1.0, atol=1e-8) else "projection")
         unit = direction / norm if norm >= 1e-8 else direction
+        self.affine = _affine_or_none(in_rep, equiv_affine, bias, init_scheme, affine, device, dtype, layout)
+        self.layout = layout
+        if layout == "spectral":  # the centring direction in spectral coordinates lives on the trivial ones
+            unit = decomposition.change_of_basis.T @ unit
+            self.centring = "none" if self.centring == "none" else "projection"
         self.register_constant("direction", unit, device=device, dtype=dtype)
-        self.affine = _affine_or_none(in_rep, equiv_affine, bias, init_scheme, affine, device, dtype)
         self.fused_affine = isinstance(self.affine, eDiagonalAffine) and self.centring == "mean"
+        self.spectral_affine = layout == "spectral" and self.affine is not None
 
     def reset_parameters(self, scheme: AffineInitScheme = "identity") -> None:
         if self.affine is not None:
@@ -159,13 +191,18 @@ class eLayerNorm(EquivariantModule):
         shape = (self.in_rep.size,)
         if self.fused_affine:
             return F.layer_norm(x, shape, *self.affine.weight_and_bias(), self.eps)
+        weight = bias = None
+        if self.spectral_affine:
+            weight, bias = self.affine.spectral_weight_and_bias()
         if self.centring == "mean":
             out = F.layer_norm(x, shape, None, None, self.eps)
         elif self.centring == "projection":
             centred = x - (x @ self.direction).unsqueeze(-1) * self.direction
-            out = F.rms_norm(centred, shape, None, self.eps)
+            out = F.rms_norm(centred, shape, weight, self.eps)
         else:
-            out = F.rms_norm(x, shape, None, self.eps)
+            out = F.rms_norm(x, shape, weight, self.eps)
+        if self.spectral_affine:
+            return out if bias is None else out + bias
         return out if self.affine is None else self.affine(out)
 
     def export(self) -> nn.Module:
@@ -180,10 +217,13 @@ class eLayerNorm(EquivariantModule):
                     eye = torch.eye(size, device=device, dtype=dtype)
                     centre.weight.copy_(eye - torch.outer(self.direction, self.direction))
                 head.insert(0, centre)
-        return nn.Sequential(*head, *_export_tail(self.affine))
+        return nn.Sequential(*head, *_export_tail(self.affine, self.layout))
 
     def extra_repr(self) -> str:
-        return f"in_rep={self.in_rep.name}[{self.in_rep.size}], eps={self.eps}, centring={self.centring}"
+        return (
+            f"in_rep={self.in_rep.name}[{self.in_rep.size}], eps={self.eps}, centring={self.centring}, "
+            f"layout={self.layout}"
+        )
 
 
 class eBatchNorm(EquivariantModule):
