@@ -140,9 +140,12 @@ class GroupHomomorphismBasis(nn.Module):
     ) -> torch.Tensor:
         """Fresh DoFs ``(*leading_shape, dim)`` drawn with the variance of torch's ``scheme`` per isotypic block.
 
-        With ``return_dense=True`` the expanded maps ``(*leading_shape, out_rep.size, in_rep.size)`` instead.
+        With ``return_dense=True`` the expanded maps ``(*leading_shape, out_rep.size, in_rep.size)`` instead, in
+        the dtype of the basis constants unless ``dtype`` is given.
         """
         shape = () if leading_shape is None else tuple(leading_shape)
+        if return_dense and dtype is None:
+            dtype = next((b.dtype for b in self.strategy.buffers() if b.is_floating_point()), None)
         dof = self.space.sample_dof(scheme, shape, generator=generator, dtype=dtype, device=device)
         return self.forward(dof) if return_dense else dof
 
