@@ -303,14 +303,18 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
     .. math::
         f(\rho(g) y_{1:T}, \rho(g) m_{1:S}) = \rho(g) f(y_{1:T}, m_{1:S}) \quad \forall g \in G
 
-    Same arguments as :class:`eTransformerEncoderLayer` plus ``cross_attn`` (attention from targets to memory).
+    Same arguments as :class:`eTransformerEncoderLayer` plus ``cross_attn`` (attention from targets to memory),
+    which may also be passed as ``multihead_attn=`` (the reference library's name, and the attribute's name).
+
+    Raises:
+        TypeError: if neither or both of ``cross_attn`` and ``multihead_attn`` are given.
     """
 
     def __init__(
         self,
         in_rep: Representation,
         self_attn: nn.Module,
-        cross_attn: nn.Module,
+        cross_attn: nn.Module | None = None,
         dim_feedforward: int = 2048,
         dropout: float = 0.1,
         activation: Activation = "gelu",
@@ -325,7 +329,11 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
         weight_cache: WeightCacheMode = "cached",
         norm_affine: str = "isotypic",
+        multihead_attn: nn.Module | None = None,
     ) -> None:
+        if (cross_attn is None) == (multihead_attn is None):
+            raise TypeError("eTransformerDecoderLayer takes the cross-attention once: cross_attn= or multihead_attn=")
+        cross_attn = cross_attn if multihead_attn is None else multihead_attn
         super().__init__()
         self.in_rep = self.out_rep = in_rep
         linear1, linear2, norms = _equivariant_parts(in_rep, 3, **_part_options(locals()))
