@@ -19,7 +19,7 @@ from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
 from .activations import Activation, make_activation, regular_copies
 from .attention import MultiheadAttention
 from .linear import eLinear
-from .module import EquivariantModule
+from .module import EquivariantModule, check_module_equivariance
 from .normalization import build_norm, build_plain_norm
 
 
@@ -345,6 +345,14 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         self.check_features(memory, what="memory")
         return super().forward(tgt, memory, *args, **kwargs)
 
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        """``call(tgt, memory)`` with ``seq_len`` targets and ``seq_len + 1`` memory tokens, packed along tokens."""
+
+        def fn(tokens: torch.Tensor) -> torch.Tensor:
+            return call(tokens[:, :seq_len], tokens[:, seq_len:])
+
+        return fn, self.in_rep, self.out_rep, (batch_size, 2 * seq_len + 1)
+
     def export(self) -> TransformerDecoderLayer:
         names = ("self_attn", "multihead_attn", "linear1", "linear2", "norm1", "norm2", "norm3")
         parts = [_exported(getattr(self, n)) for n in names]
@@ -371,6 +379,16 @@ class TransformerStack(nn.Module):
                 if module is not copied and hasattr(module, "reset_parameters"):
                     module.reset_parameters()
         self.norm = norm
+
+    def check_equivariance(
+        self, atol: float | None = None, rtol: float | None = None, *, batch_size: int = 4, seq_len: int = 5,
+        seed: int = 0,
+    ):  # fmt: skip
+        """:meth:`EquivariantModule.check_equivariance` of the whole stack (equivariant layers only)."""
+        first = self.layers[0]
+        if not isinstance(first, EquivariantModule):
+            raise TypeError(f"a stack of {type(first).__name__} (plain layers) has no group action to check")
+        return check_module_equivariance(self, first._equivariance_probe(batch_size, seq_len, self), atol, rtol, seed)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         for layer in self.layers:
