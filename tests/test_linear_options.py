@@ -120,7 +120,7 @@ def test_channel_options_are_validated():
     with pytest.raises(ValueError, match=f"\\(\\.\\.\\., 2, {in_rep.size}\\)"):
         layer(torch.randn(4, 3, in_rep.size))
     with pytest.raises(ValueError, match="not one dense matrix"):
-        layer.weight
+        _ = layer.weight
 
 
 def test_channel_out_backward_reaches_every_parameter():
