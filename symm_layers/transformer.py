@@ -382,13 +382,14 @@ class TransformerStack(nn.Module):
 
     def check_equivariance(
         self, atol: float | None = None, rtol: float | None = None, *, batch_size: int = 4, seq_len: int = 5,
-        seed: int = 0,
+        samples: int = 20, seed: int = 0,
     ):  # fmt: skip
         """:meth:`EquivariantModule.check_equivariance` of the whole stack (equivariant layers only)."""
         first = self.layers[0]
         if not isinstance(first, EquivariantModule):
             raise TypeError(f"a stack of {type(first).__name__} (plain layers) has no group action to check")
-        return check_module_equivariance(self, first._equivariance_probe(batch_size, seq_len, self), atol, rtol, seed)
+        probe = first._equivariance_probe(batch_size, seq_len, self)
+        return check_module_equivariance(self, probe, atol, rtol, seed, samples)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         for layer in self.layers:

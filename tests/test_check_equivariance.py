@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import rotated
+from conftest import rep_pair, rotated
 from escnn import group as eg
 from escnn.group import directsum
 from torch import nn
@@ -25,6 +25,7 @@ from symm_layers import (
     eTransformerEncoderLayer,
 )
 from symm_layers.affine import eDiagonalAffine
+from symm_layers.linear_options import ChannelInvariantBias
 from symm_layers.models.regressor import InvariantEmbedding
 from symm_layers.module import EquivariantModule
 
@@ -36,6 +37,12 @@ ROT = rotated(REG, 3)  # rotated basis
 
 def _attn(rep, dtype):
     return eMultiheadAttention(rep, 1, dtype=dtype)
+
+
+def _channel_bias(dtype):
+    bias = ChannelInvariantBias(MIXED, 3, dtype=dtype)
+    bias.reset_parameters("uniform")
+    return bias
 
 
 BUILDERS = {
@@ -55,6 +62,7 @@ BUILDERS = {
     "eTransformerDecoderLayer": lambda d: eTransformerDecoderLayer(REG, _attn(REG, d), _attn(REG, d), 8, dtype=d),
     "TransformerStack": lambda d: TransformerStack(eTransformerEncoderLayer(REG, _attn(REG, d), 8, dtype=d), 2),
     "InvariantEmbedding": lambda d: InvariantEmbedding(MIXED, dtype=d),
+    "ChannelInvariantBias": lambda d: _channel_bias(d),
     "eCondTransformerRegressor": lambda d: eCondTransformerRegressor(
         ROT, MIXED, G.regular_representation, 3, 2, 1, 1, 8, dtype=d
     ),
@@ -118,3 +126,9 @@ def test_plain_stack_has_nothing_to_check():
 def test_check_equivariance_runs_in_float64_for_a_double_module():
     err = nn.Module.double(eLinear(ROT, REG)).check_equivariance()
     assert err.max_rel < 1e-12
+
+
+def test_check_equivariance_samples_elements_of_a_continuous_group():
+    in_rep, out_rep = rep_pair("SO2-bandlimited")
+    err = eLinear(in_rep, out_rep).check_equivariance(samples=3)
+    assert err.max_rel < 1e-5
