@@ -8,6 +8,7 @@ it. ``test_readme_table_is_current`` keeps README.md equal to :func:`render_tabl
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import pytest
@@ -115,7 +116,8 @@ ROWS: list[tuple[str, str, str, str]] = [
      "assert isinstance(eTransformerEncoderLayer(rep, eMultiheadAttention(rep, 1), 16), EquivariantModule)"),
     ("eTransformerEncoderLayer", "`dim_feedforward=2048` (regular hidden representation)",
      "same (a multiple of the group order)",
-     "assert eTransformerEncoderLayer(rep, eMultiheadAttention(rep, 1)).linear1.out_features == 2048"),
+     "assert inspect.signature(eTransformerEncoderLayer).parameters['dim_feedforward'].default == 2048; "
+     "assert eTransformerEncoderLayer(rep, eMultiheadAttention(rep, 1), 16).linear1.out_features == 16"),
     ("eTransformerEncoderLayer", "`dropout=0.1`", "same",
      "assert eTransformerEncoderLayer(rep, eMultiheadAttention(rep, 1), 16).dropout.p == 0.1"),
     ("eTransformerEncoderLayer", "`activation=GELU()` (a module instance)", "different by design: default `'gelu'`; "
@@ -259,7 +261,7 @@ def namespace() -> dict:
     rep = directsum([G.regular_representation] * 2)
     env = {name: getattr(symm_layers, name) for name in symm_layers.__all__}
     env.update(
-        G=G, rep=rep, x=torch.randn(2, 8), seq=torch.randn(2, 3, 8), torch=torch, nn=nn, F=F, pytest=pytest,
+        G=G, rep=rep, inspect=inspect, x=torch.randn(2, 8), seq=torch.randn(2, 3, 8), torch=torch, nn=nn, F=F, pytest=pytest,
         assert_equivariant=sl_testing.assert_equivariant, EquivariantModule=symm_layers.module.EquivariantModule,
         INIT_SCHEMES=symm_layers.basis.INIT_SCHEMES,
     )  # fmt: skip
