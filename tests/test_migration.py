@@ -261,7 +261,8 @@ def namespace() -> dict:
     rep = directsum([G.regular_representation] * 2)
     env = {name: getattr(symm_layers, name) for name in symm_layers.__all__}
     env.update(
-        G=G, rep=rep, inspect=inspect, x=torch.randn(2, 8), seq=torch.randn(2, 3, 8), torch=torch, nn=nn, F=F, pytest=pytest,
+        G=G, rep=rep, x=torch.randn(2, 8), seq=torch.randn(2, 3, 8), torch=torch, nn=nn, F=F, pytest=pytest,
+        inspect=inspect,
         assert_equivariant=sl_testing.assert_equivariant, EquivariantModule=symm_layers.module.EquivariantModule,
         INIT_SCHEMES=symm_layers.basis.INIT_SCHEMES,
     )  # fmt: skip
