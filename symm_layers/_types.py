@@ -8,3 +8,4 @@ InitScheme = Literal["xavier_normal", "xavier_uniform", "kaiming_normal", "kaimi
 AffineInitScheme = Literal["identity", "random"]
 GradientNormalization = Literal["element", "path"]
 Layout = Literal["spatial", "spectral"]
+PathNormalization = Literal["element", "path"]

@@ -111,6 +111,17 @@ class eAffine(EquivariantModule):
         bias = self.bias_dof.new_zeros(self.in_rep.size).index_copy(0, self.subspace.trivial_columns, self.bias_dof)
         return weight, bias
 
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        """With ``learnable=False``, one fixed random draw of ``scale_dof``/``bias_dof`` (shared by all rows)."""
+        if self.learnable:
+            return super()._equivariance_probe(batch_size, seq_len, call)
+        gen = torch.Generator().manual_seed(0)
+        ref = self.copy_of_local
+        dtype = next((b.dtype for b in self.buffers() if b.is_floating_point()), torch.get_default_dtype())
+        scale = torch.rand(self.num_scale_dof, generator=gen, dtype=dtype).to(ref.device) * 2 - 1
+        bias = torch.rand(self.num_bias_dof, generator=gen, dtype=dtype).to(ref.device) * 2 - 1
+        return (lambda x: call(x, scale, bias if self.has_bias else None)), self.in_rep, self.out_rep, (batch_size,)
+
     def _check_dof(self, dof: torch.Tensor | None, count: int, what: str) -> None:
         if dof is None or dof.shape[-1] != count:
             got = None if dof is None else tuple(dof.shape)

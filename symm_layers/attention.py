@@ -335,6 +335,10 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
                 proj.bias_module.reset_parameters("zeros")
         self.positional.reset_parameters()
 
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        """Self-attention ``call(x, x, x)[0]`` on ``(batch_size, seq_len, D)`` tokens."""
+        return (lambda x: call(x, x, x)[0]), self.in_rep, self.out_rep, (batch_size, seq_len)
+
     def _check_features(self, x: torch.Tensor, what: str) -> None:
         if x.shape[-1] != self.embed_dim:
             self.check_features(x, what=what)

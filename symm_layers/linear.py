@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -12,12 +13,20 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._constants import ConstantsModule
-from ._types import BasisExpansionScheme, GradientNormalization, InitScheme, Layout, WeightCacheMode
+from ._types import (
+    BasisExpansionScheme,
+    GradientNormalization,
+    InitScheme,
+    Layout,
+    PathNormalization,
+    WeightCacheMode,
+)
 from .basis import GroupHomomorphismBasis
 from .basis.spectral import SpectralGather
 from .cache import resolve_weight_cache
 from .change_of_basis import StructuredChangeOfBasis
 from .layout import check_layout
+from .linear_options import ChannelInvariantBias, channel_forward, check_channels, check_path_normalization
 from .module import EquivariantModule
 from .reps import check_same_group, decompose
 
@@ -178,6 +187,21 @@ class eLinear(EquivariantModule):
             ``Q^T x`` in spectral coordinates, see :mod:`symm_layers.layout`): the weight is then
             ``W_spec = Q_out^T W Q_in``, formed by one gather for any representation; the same DoFs give the same
             map in both layouts. ``weight`` and ``export()`` act in the layer's layout.
+        path_normalization: ``None`` (default): each isotypic block (path) gets the variance of torch's
+            ``init_scheme``. ``"element"``, ``"path"`` or a float in ``[0, 1]``: e3nn's normalisation, block ``k``
+            gets variance ``alpha_k = d_k / (m_in,k e_k)`` so every output component has unit variance for
+            unit-variance inputs (the DoFs are drawn with unit variance times ``sqrt(alpha_k)``; with
+            ``gradient_normalization="path"`` the ``sqrt(alpha_k)`` is a forward constant instead). Each output
+            irrep type receives exactly one isotypic path, so e3nn's "element" and "path" weightings coincide.
+        channel_in, channel_out: a channel axis before the representation axis: ``(..., channel_in, D_in) ->
+            (..., channel_out, D_out)`` with one Hom_G map per channel pair (DoFs ``(channel_out, channel_in,
+            dim)``, e3nn's ``channel_out``); the bias is invariant per output channel.
+        weights_per_channel: with ``channel_in``: one map per channel, channels not mixed (DoFs ``(channel_in,
+            dim)``).
+        force_irreps_out: when ``dim Hom_G = 0`` (no shared irrep, or ``instructions`` selecting none), build the
+            zero map (plus bias) instead of raising. Output irreps that no path reaches are always kept (as zeros).
+        instructions: the isotypic paths that carry weights, as escnn irrep ids (or irreps) shared by ``in_rep``
+            and ``out_rep``; ``None`` keeps all. The other blocks of Hom_G are zero and own no DoFs.
         device, dtype: factory kwargs for parameters and constants.
 
     Shape:
@@ -213,17 +237,29 @@ class eLinear(EquivariantModule):
         num_indexed_weights: int | None = None,
         external_weights: bool = False,
         layout: Layout = "spatial",
+        path_normalization: PathNormalization | float | None = None,
+        channel_in: int | None = None,
+        channel_out: int | None = None,
+        weights_per_channel: bool = False,
+        force_irreps_out: bool = False,
+        instructions: Sequence | None = None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         check_same_group(in_rep, out_rep)
         self.layout = check_layout(layout)
+        check_path_normalization(path_normalization)
+        check_channels(channel_in, channel_out, weights_per_channel, num_indexed_weights, external_weights)
         self.in_rep, self.out_rep = in_rep, out_rep
         self.in_features, self.out_features = in_rep.size, out_rep.size
+        self.path_normalization, self.instructions = path_normalization, instructions
+        self.channel_in, self.channel_out, self.weights_per_channel = channel_in, channel_out, weights_per_channel
+        self.force_irreps_out = force_irreps_out
         self.basis = GroupHomomorphismBasis(
-            in_rep, out_rep, basis_expansion_scheme, max_basis_bytes=max_basis_bytes, device=device, dtype=dtype
-        )
+            in_rep, out_rep, basis_expansion_scheme, max_basis_bytes=max_basis_bytes, paths=instructions,
+            allow_empty=force_irreps_out, device=device, dtype=dtype,
+        )  # fmt: skip
         self.weight_cache = resolve_weight_cache(weight_cache)
         if gradient_normalization not in ("element", "path"):
             raise ValueError(f"unknown gradient_normalization {gradient_normalization!r}; choose 'element' or 'path'")
@@ -235,8 +271,10 @@ class eLinear(EquivariantModule):
         self.gradient_normalization = gradient_normalization
         self.num_indexed_weights, self.external_weights = num_indexed_weights, external_weights
         if gradient_normalization == "path":
-            self.register_constant("dof_scale", self.basis.space.init_std(self.init_scheme), device=device, dtype=dtype)
+            self.register_constant("dof_scale", self._dof_std(self.init_scheme), device=device, dtype=dtype)
         shape = (self.basis.dim,) if num_indexed_weights is None else (num_indexed_weights, self.basis.dim)
+        if channel_in is not None:
+            shape = (channel_in, self.basis.dim) if weights_per_channel else (channel_out, channel_in, self.basis.dim)
         if external_weights:
             self.register_parameter("weight_dof", None)
         else:
@@ -248,6 +286,11 @@ class eLinear(EquivariantModule):
             if bias
             else None
         )
+        if bias and channel_in is not None:
+            channels = channel_in if weights_per_channel else channel_out
+            self.bias_module = ChannelInvariantBias(out_rep, channels, device=device, dtype=dtype)
+        # Options that change the call's shapes run outside forward's default branch.
+        self.__dict__["_options_forward"] = None if channel_in is None else channel_forward
         bias_parts = None
         if self.bias_module is not None and self.bias_module.has_bias:
             bias_parts = (self.bias_module.subspace, self.bias_module)
@@ -268,14 +311,23 @@ class eLinear(EquivariantModule):
     def reset_parameters(self, scheme: InitScheme | None = None) -> None:
         """Draw DoFs with the variance of torch's ``scheme`` (default: the constructor's); the bias uniformly."""
         scheme = scheme or self.init_scheme
-        if self.weight_dof is not None:
+        if self.weight_dof is not None and self.basis.dim > 0:
             rows = self.weight_dof.view(-1, self.basis.dim)
+            std = torch.as_tensor(self._dof_std(scheme), dtype=rows.dtype)  # drawn on the CPU, then copied
             for row in rows:
-                row.copy_(self.basis.initialize_params(scheme, dtype=rows.dtype))
+                row.copy_(self.basis.space.sample_unit(scheme, dtype=rows.dtype) * std)
             if self.gradient_normalization == "path":
-                rows.div_(torch.as_tensor(self.basis.space.init_std(scheme), dtype=rows.dtype, device=rows.device))
+                rows.div_(std.to(rows.device))
         if self.bias_module is not None and self.bias_module.has_bias:
             self.bias_module.reset_parameters("uniform")
+
+    def _dof_std(self, scheme: InitScheme) -> np.ndarray:
+        """Per-DoF standard deviation: torch's ``scheme`` per block, or e3nn's ``sqrt(alpha_k)``."""
+        mixed = self.channel_in is not None and not self.weights_per_channel
+        in_copies, out_copies = (self.channel_in, self.channel_out) if mixed else (1, 1)
+        if self.path_normalization is not None:
+            return self.basis.space.path_std(in_copies=in_copies)
+        return self.basis.space.init_std(scheme, in_copies=in_copies, out_copies=out_copies)
 
     def _effective(self, dof: torch.Tensor) -> torch.Tensor:
         return dof * self.dof_scale if self.gradient_normalization == "path" else dof
@@ -283,6 +335,11 @@ class eLinear(EquivariantModule):
     def _check_shared_weight(self) -> None:
         if self.external_weights or self.num_indexed_weights is not None:
             raise ValueError("this eLinear has per-row weights (external or indexed): there is no single dense weight")
+        if self.channel_in is not None:
+            raise ValueError(
+                "this eLinear maps a channel axis: its weights are basis(weight_dof) of shape "
+                f"{(*self.weight_dof.shape[:-1], self.out_features, self.in_features)}, not one dense matrix"
+            )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -299,6 +356,8 @@ class eLinear(EquivariantModule):
     def forward(
         self, input: torch.Tensor, weight_index: torch.Tensor | None = None, weight_dof: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self._options_forward is not None:
+            return self._options_forward(self, input, weight_index, weight_dof)
         if input.shape[-1] != self.in_features:
             self.check_features(input)
         if self.external_weights or self.num_indexed_weights is not None:
@@ -355,7 +414,24 @@ class eLinear(EquivariantModule):
             + (f", layout={self.layout}" if self.layout != "spatial" else "")
             + (f", num_indexed_weights={self.num_indexed_weights}" if self.num_indexed_weights else "")
             + (", external_weights=True" if self.external_weights else "")
+            + self._options_repr()
         )
+
+    def _options_repr(self) -> str:
+        options = {
+            "path_normalization": self.path_normalization,
+            "channel_in": self.channel_in,
+            "channel_out": self.channel_out,
+            "weights_per_channel": self.weights_per_channel or None,
+            "force_irreps_out": self.force_irreps_out or None,
+            "instructions": self.instructions,
+        }
+        return "".join(f", {name}={value}" for name, value in options.items() if value is not None)
+
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        if self.channel_in is None:
+            return super()._equivariance_probe(batch_size, seq_len, call)
+        return call, self.in_rep, self.out_rep, (batch_size, seq_len, self.channel_in)
 
 
 class _HomProjection(nn.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -156,6 +157,27 @@ def _init_plain(linear: nn.Linear, scheme: str) -> None:
     getattr(nn.init, f"{scheme}_")(linear.weight)
 
 
+def _regular_hidden(group, width: int, layer: int) -> Representation:
+    """``ceil(width / |G|)`` regular copies; warns (naming the width used) when ``width`` is not a multiple of ``|G|``.
+
+    Raises:
+        ValueError: for a non-positive width or a continuous group (no regular representation).
+    """
+    width = int(width)
+    if width <= 0 or group.continuous:
+        regular_copies(group, width, f"hidden layer {layer}")  # raises the error that names the fix
+    order = group.order()
+    rounded = -(-width // order) * order
+    if rounded != width:
+        warnings.warn(
+            f"eMLP hidden layer {layer}: width {width} is not a multiple of |{group.name}| = {order}; using "
+            f"{rounded} ({rounded // order} regular copies); pass a multiple of {order} to silence this warning",
+            UserWarning,
+            stacklevel=3,
+        )
+    return regular_copies(group, rounded, f"hidden layer {layer}")
+
+
 def _size(space: Any) -> int:
     return space.size if isinstance(space, Representation) else int(space)
 
@@ -173,8 +195,9 @@ class eMLP(EquivariantModule):
     Args:
         in_rep: input representation.
         out_rep: output representation (same group).
-        hidden_units: per hidden layer, a width (``w // |G|`` copies of the regular representation; ``w`` must
-            be a multiple of ``|G|``) or a Representation acting by permutation matrices.
+        hidden_units: per hidden layer, a width ``w`` (``ceil(w / |G|)`` copies of the regular representation: a
+            width that is not a multiple of ``|G|`` is rounded up, as the reference library does, with a
+            ``UserWarning`` naming the width used) or a Representation acting by permutation matrices.
         activation: a name from :data:`ACTIVATIONS`, a zero-argument factory, or a module (deep-copied per layer).
         output_activation: also apply the activation after the last layer (``out_rep`` must then be a
             permutation representation).
@@ -196,9 +219,9 @@ class eMLP(EquivariantModule):
         ``(..., in_rep.size)`` -> ``(..., out_rep.size)``.
 
     Raises:
-        ValueError: for a width that is not a multiple of ``|G|``, a hidden (or activated output) representation
-            that is not a permutation representation, representations of different groups, an unknown
-            activation or gradient normalisation, or input of the wrong feature size.
+        ValueError: for a non-positive width or an integer width on a continuous group, a hidden (or activated
+            output) representation that is not a permutation representation, representations of different
+            groups, an unknown activation or gradient normalisation, or input of the wrong feature size.
 
     Example:
         >>> from escnn.group import cyclic_group
@@ -229,7 +252,7 @@ class eMLP(EquivariantModule):
         options = PerceptronOptions(activation, output_activation, bias, gradient_normalization, dropout)
         check_same_group(in_rep, out_rep)
         hidden = [
-            h if isinstance(h, Representation) else regular_copies(in_rep.group, int(h), f"hidden layer {i}")
+            h if isinstance(h, Representation) else _regular_hidden(in_rep.group, h, i)
             for i, h in enumerate(hidden_units)
         ]
         check_same_group(in_rep, out_rep, *hidden)

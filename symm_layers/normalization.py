@@ -231,8 +231,9 @@ class eBatchNorm(EquivariantModule):
 
     .. math::
         \bar x_t = x_t - \mathbb E[x_t] \;(t \text{ trivial}), \qquad
-        y_c = w_c\, \bar x_c \big/ \sqrt{n_c + \varepsilon} + b_c, \qquad
-        n_c = \operatorname{reduce}\big(\lVert \bar x_c\rVert^2 / d_c^{[\text{component}]}\big)
+        y_c = w_c\, \bar x_c \big/ \sqrt{r(n_c)} + b_c, \qquad
+        n_c = \operatorname{reduce}\big(\lVert \bar x_c\rVert^2 / d_c^{[\text{component}]}\big), \qquad
+        r(n) = n + \varepsilon \;\text{or}\; (1 - \varepsilon) n + \varepsilon
 
     Statistics are taken in spectral coordinates per irrep copy ``c``: only trivial copies are centred (a mean of a
     non-trivial irrep is not invariant), and each copy is divided by a function of its invariant norm, so the layer
@@ -240,7 +241,7 @@ class eBatchNorm(EquivariantModule):
 
     Args:
         in_rep: representation of the features.
-        eps: added to the norm statistic before the inverse square root.
+        eps: regularises the norm statistic before the inverse square root, as ``eps_mode`` says.
         momentum: of the running statistics (torch convention: ``new = (1 - m) old + m batch``).
         affine: learnable per-copy scale and trivial-copy bias.
         reduce: ``"mean"`` or ``"max"`` of the per-sample norms over the batch.
@@ -248,6 +249,9 @@ class eBatchNorm(EquivariantModule):
         normalization: ``"component"`` (norm divided by the irrep dimension) or ``"norm"``.
         use_running_average: ``None`` follows the module's mode (batch statistics in ``train()``, running ones in
             ``eval()``); ``True``/``False`` force one.
+        eps_mode: ``"add"`` (torch's ``n + eps``, default with ``eps=1e-5``) or ``"interpolate"`` (e3nn's
+            ``(1 - eps) n + eps``, ``eps`` in ``[0, 1]``, e3nn's default ``eps=1e-4``), which pulls the statistic
+            towards 1 rather than shifting it.
 
     Shape:
         ``(B, ..., D)``; statistics over every axis but the last (``instance``: over the middle axes only).
@@ -264,10 +268,16 @@ class eBatchNorm(EquivariantModule):
         normalization: str = "component",
         use_running_average: bool | None = None,
         *,
+        eps_mode: str = "add",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
+        if eps_mode not in ("add", "interpolate"):
+            raise ValueError(f"unknown eps_mode {eps_mode!r}; choose 'add' (n + eps) or 'interpolate' (e3nn)")
+        if eps_mode == "interpolate" and not 0.0 <= eps <= 1.0:
+            raise ValueError(f"eps_mode='interpolate' uses (1 - eps) * n + eps and needs eps in [0, 1], got {eps}")
+        self.eps_mode = eps_mode
         if reduce not in ("mean", "max"):
             raise ValueError(f"unknown reduce {reduce!r}; choose 'mean' or 'max'")
         if normalization not in ("component", "norm"):
@@ -318,7 +328,10 @@ class eBatchNorm(EquivariantModule):
             norms = reduce(squares, dim=axes, keepdim=True)
             if self.training and not self.instance:
                 self._update_running(mean if self.num_trivial else None, norms)
-        scale = (norms + self.eps).rsqrt()
+        if self.eps_mode == "add":
+            scale = (norms + self.eps).rsqrt()
+        else:
+            scale = ((1.0 - self.eps) * norms + self.eps).rsqrt()
         if self.weight is not None:
             scale = scale * self.weight
         z = z * scale.index_select(-1, self.copy_of_local)
@@ -353,7 +366,8 @@ class eBatchNorm(EquivariantModule):
     def extra_repr(self) -> str:
         return (
             f"in_rep={self.in_rep.name}[{self.in_rep.size}], eps={self.eps}, momentum={self.momentum}, "
-            f"reduce={self.reduce}, instance={self.instance}, normalization={self.normalization}"
+            f"reduce={self.reduce}, instance={self.instance}, normalization={self.normalization}, "
+            f"eps_mode={self.eps_mode}"
         )
 
 

@@ -19,7 +19,7 @@ from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
 from .activations import Activation, make_activation, regular_copies
 from .attention import MultiheadAttention
 from .linear import eLinear
-from .module import EquivariantModule
+from .module import EquivariantModule, check_module_equivariance
 from .normalization import build_norm, build_plain_norm
 
 
@@ -303,14 +303,18 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
     .. math::
         f(\rho(g) y_{1:T}, \rho(g) m_{1:S}) = \rho(g) f(y_{1:T}, m_{1:S}) \quad \forall g \in G
 
-    Same arguments as :class:`eTransformerEncoderLayer` plus ``cross_attn`` (attention from targets to memory).
+    Same arguments as :class:`eTransformerEncoderLayer` plus ``cross_attn`` (attention from targets to memory),
+    which may also be passed as ``multihead_attn=`` (the reference library's name, and the attribute's name).
+
+    Raises:
+        TypeError: if neither or both of ``cross_attn`` and ``multihead_attn`` are given.
     """
 
     def __init__(
         self,
         in_rep: Representation,
         self_attn: nn.Module,
-        cross_attn: nn.Module,
+        cross_attn: nn.Module | None = None,
         dim_feedforward: int = 2048,
         dropout: float = 0.1,
         activation: Activation = "gelu",
@@ -325,7 +329,11 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         norm_affine: str = "isotypic",
+        multihead_attn: nn.Module | None = None,
     ) -> None:
+        if (cross_attn is None) == (multihead_attn is None):
+            raise TypeError("eTransformerDecoderLayer takes the cross-attention once: cross_attn= or multihead_attn=")
+        cross_attn = cross_attn if multihead_attn is None else multihead_attn
         super().__init__()
         self.in_rep = self.out_rep = in_rep
         linear1, linear2, norms = _equivariant_parts(in_rep, 3, **_part_options(locals()))
@@ -336,6 +344,14 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         self.check_features(tgt, what="tgt")
         self.check_features(memory, what="memory")
         return super().forward(tgt, memory, *args, **kwargs)
+
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        """``call(tgt, memory)`` with ``seq_len`` targets and ``seq_len + 1`` memory tokens, packed along tokens."""
+
+        def fn(tokens: torch.Tensor) -> torch.Tensor:
+            return call(tokens[:, :seq_len], tokens[:, seq_len:])
+
+        return fn, self.in_rep, self.out_rep, (batch_size, 2 * seq_len + 1)
 
     def export(self) -> TransformerDecoderLayer:
         names = ("self_attn", "multihead_attn", "linear1", "linear2", "norm1", "norm2", "norm3")
@@ -363,6 +379,17 @@ class TransformerStack(nn.Module):
                 if module is not copied and hasattr(module, "reset_parameters"):
                     module.reset_parameters()
         self.norm = norm
+
+    def check_equivariance(
+        self, atol: float | None = None, rtol: float | None = None, *, batch_size: int = 4, seq_len: int = 5,
+        samples: int = 20, seed: int = 0,
+    ):  # fmt: skip
+        """:meth:`EquivariantModule.check_equivariance` of the whole stack (equivariant layers only)."""
+        first = self.layers[0]
+        if not isinstance(first, EquivariantModule):
+            raise TypeError(f"a stack of {type(first).__name__} (plain layers) has no group action to check")
+        probe = first._equivariance_probe(batch_size, seq_len, self)
+        return check_module_equivariance(self, probe, atol, rtol, seed, samples)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         for layer in self.layers:

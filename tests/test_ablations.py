@@ -125,6 +125,7 @@ def test_process_pool_gives_the_serial_results(tmp_path):
 
 def test_ray_backend_runs_a_sweep_on_a_local_instance(tmp_path):
     import ray  # noqa: F401  (a requirement: CI must run the Ray path, never skip it)
+
     jobs = tiny_jobs()
     serial = run_sweep(jobs, study_equivariance.run, tmp_path / "s", backend="serial", progress=False)
     on_ray = run_sweep(jobs, study_equivariance.run, tmp_path / "r", backend="ray", workers=2, progress=False)

@@ -214,3 +214,95 @@ def test_orbit_gather_stores_one_gather_and_small_orbit_maps():
     dense = in_rep.size * out_rep.size
     assert cost.buffer_bytes <= 8 * dense + 4 * 60 * 60 + 8 * cost.parameters
     assert cost.expand_macs <= 2 * dense
+
+
+# ------------------------------------------------------------------------------------------- batched calls
+BATCH_CASES = ["C8-regular", "C5-complex-irreps", "D4-rotated", "D6-mixed", "SO2-bandlimited"]
+
+
+@pytest.mark.parametrize("case_name", BATCH_CASES)
+@pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
+def test_batched_forward_matches_unbatched_calls(strategy, case_name):
+    basis = _pair_basis(case_name, strategy)
+    dof = torch.randn(2, 3, basis.dim, dtype=torch.float64)
+    expected = torch.stack([basis(row) for row in dof.reshape(-1, basis.dim)]).view(2, 3, *basis.space.shape)
+    torch.testing.assert_close(basis(dof), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("case_name", BATCH_CASES)
+@pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
+def test_batched_coefficients_and_projection_match_unbatched_calls(strategy, case_name):
+    basis = _pair_basis(case_name, strategy)
+    matrices = torch.randn(4, 1, *basis.space.shape, dtype=torch.float64)
+    coefs = torch.stack([basis.coefficients(m[0]) for m in matrices]).view(4, 1, basis.dim)
+    proj = torch.stack([basis.orthogonal_projection(m[0]) for m in matrices]).view_as(matrices)
+    torch.testing.assert_close(basis.coefficients(matrices), coefs, atol=1e-12, rtol=0)
+    torch.testing.assert_close(basis.orthogonal_projection(matrices), proj, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
+def test_batched_forward_gradient_is_the_batched_adjoint(strategy):
+    basis = _pair_basis("D6-mixed", strategy)
+    dof = torch.randn(3, basis.dim, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, *basis.space.shape, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((basis(dof) * upstream).sum(), dof)
+    torch.testing.assert_close(grad, basis.coefficients(upstream), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
+def test_initialize_params_leading_shape_and_return_dense(strategy):
+    basis = _pair_basis("D4-rotated", strategy)
+    draw = dict(generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    dof = basis.initialize_params("xavier_uniform", leading_shape=(2, 5), **draw)
+    draw["generator"] = torch.Generator().manual_seed(1)
+    dense = basis.initialize_params("xavier_uniform", (2, 5), True, **draw)
+    assert dof.shape == (2, 5, basis.dim)
+    torch.testing.assert_close(dense, basis(dof), atol=1e-12, rtol=0)
+
+
+def test_initialize_params_without_leading_shape_is_one_vector():
+    basis = _pair_basis("C8-regular", "isotypic_expansion")
+    assert basis.initialize_params().shape == (basis.dim,)
+    assert basis.initialize_params(return_dense=True).shape == basis.space.shape
+
+
+def test_batched_forward_of_an_empty_batch_is_empty():
+    basis = _pair_basis("C8-regular", "isotypic_expansion")
+    assert basis(torch.zeros(0, basis.dim, dtype=torch.float64)).shape == (0, *basis.space.shape)
+
+
+def test_wrong_trailing_shape_names_the_expected_one():
+    basis = _pair_basis("C8-regular", "isotypic_expansion")
+    with pytest.raises(ValueError, match=f"must end in \\({basis.dim},\\)"):
+        basis(torch.zeros(3, basis.dim + 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="must end in"):
+        basis.orthogonal_projection(torch.zeros(3, 2, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
+def test_paths_keep_only_the_named_isotypic_blocks(strategy):
+    in_rep, out_rep = rep_pair("D6-mixed")
+    full = GroupHomomorphismBasis(in_rep, out_rep, strategy, dtype=torch.float64)
+    first, *rest = full.space.shared
+    part = GroupHomomorphismBasis(in_rep, out_rep, strategy, paths=[first.out.id], dtype=torch.float64)
+    dof = torch.randn(full.dim, dtype=torch.float64)
+    kept = dof.clone()
+    kept[first.count :] = 0  # the first block's DoFs come first in the full layout
+    assert part.dim == first.count and rest
+    torch.testing.assert_close(part(dof[: first.count]), full(kept), atol=1e-12, rtol=0)
+
+
+def test_unknown_path_is_refused_with_the_available_ones():
+    in_rep, out_rep = rep_pair("C5-complex-irreps")
+    with pytest.raises(ValueError, match="carry no equivariant path"):
+        GroupHomomorphismBasis(in_rep, out_rep, paths=[(7,)])
+
+
+def test_allow_empty_gives_the_zero_map():
+    G = eg.cyclic_group(5)
+    basis = GroupHomomorphismBasis(G.irrep(1), G.irrep(2), allow_empty=True, dtype=torch.float64)
+    assert basis.dim == 0 and basis.basis_expansion == "zero_map"
+    torch.testing.assert_close(basis(torch.zeros(0, dtype=torch.float64)), torch.zeros(2, 2, dtype=torch.float64))
+    assert basis(torch.zeros(3, 0, dtype=torch.float64)).shape == (3, 2, 2)
+    with pytest.raises(ValueError, match="no equivariant map"):
+        GroupHomomorphismBasis(G.irrep(1), G.irrep(2))

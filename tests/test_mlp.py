@@ -1,6 +1,7 @@
 import functools
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -140,10 +141,31 @@ def test_output_activation_on_non_permutation_out_rep_is_refused():
         eMLP(*mlp_reps("C8-irreps"), [8], output_activation=True)
 
 
-@pytest.mark.parametrize("width, nearest", [(12, "8 or 16"), (5, "use 8$"), (0, "use 8$")])
-def test_width_not_multiple_of_group_order_names_nearest_valid_widths(width, nearest):
-    with pytest.raises(ValueError, match=f"width {width} is not a positive multiple of \\|C8\\| = 8.*{nearest}"):
-        eMLP(*mlp_reps("C8-regular"), [16, width])
+def test_non_positive_width_names_the_smallest_valid_width():
+    with pytest.raises(ValueError, match="width 0 is not a positive multiple of \\|C8\\| = 8.*use 8$"):
+        eMLP(*mlp_reps("C8-regular"), [16, 0])
+
+
+@pytest.mark.parametrize("width, rounded", [(12, 16), (5, 8), (9, 16)])
+def test_width_is_rounded_up_to_whole_regular_copies_with_a_warning(width, rounded):
+    expected = f"hidden layer 1: width {width} is not a multiple of \\|C8\\| = 8; using {rounded} "
+    with pytest.warns(UserWarning, match=expected):
+        mlp = eMLP(*mlp_reps("C8-regular"), [16, width])
+    assert mlp.hidden_reps[1].size == rounded
+
+
+def test_width_multiple_of_group_order_is_used_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mlp = eMLP(*mlp_reps("C8-regular"), [16, 64])
+    assert [rep.size for rep in mlp.hidden_reps] == [16, 64]
+
+
+def test_rounded_width_mlp_is_equivariant(dtype):
+    in_rep, out_rep = mlp_reps("C8-regular")
+    with pytest.warns(UserWarning, match="using 24"):
+        mlp = eMLP(in_rep, out_rep, [20], dtype=dtype)
+    assert_equivariant(mlp, in_rep, out_rep, dtype=dtype)
 
 
 def test_integer_width_on_continuous_group_is_refused():

@@ -124,6 +124,31 @@ def test_batchnorm_options_stay_equivariant(option):
     assert_equivariant(eBatchNorm(rep, **option), rep, rep, torch.randn(8, rep.size))
 
 
+@pytest.mark.parametrize("case_name", ["C8-regular", "D6-mixed", "ico-rotated-to-irreps"])
+def test_batchnorm_e3nn_eps_is_equivariant(case_name, dtype):
+    rep = rep_pair(case_name)[0]
+    module = eBatchNorm(rep, eps=1e-4, eps_mode="interpolate", dtype=dtype)
+    assert_equivariant(module, rep, rep, dtype=dtype, batch_shape=(8,))
+    module.eval()
+    assert_equivariant(module, rep, rep, dtype=dtype, batch_shape=(8,))
+
+
+def test_batchnorm_e3nn_eps_divides_by_the_interpolated_norm():
+    G = eg.cyclic_group(5)
+    rep = directsum([G.irrep(1)])
+    x = torch.randn(16, rep.size, dtype=torch.float64)
+    norm = x.pow(2).sum(-1).mean() / 2  # component normalisation of the one irrep copy
+    module = eBatchNorm(rep, eps=0.25, eps_mode="interpolate", affine=False, dtype=torch.float64)
+    torch.testing.assert_close(module(x), x / (0.75 * norm + 0.25).sqrt())
+
+
+def test_batchnorm_e3nn_eps_outside_unit_interval_is_refused():
+    with pytest.raises(ValueError, match="eps in \\[0, 1\\]"):
+        eBatchNorm(rep_pair("C8-regular")[0], eps=2.0, eps_mode="interpolate")
+    with pytest.raises(ValueError, match="'add' \\(n \\+ eps\\) or 'interpolate'"):
+        eBatchNorm(rep_pair("C8-regular")[0], eps_mode="e3nn")
+
+
 def test_batchnorm_bad_option_is_refused():
     with pytest.raises(ValueError, match="'mean' or 'max'"):
         eBatchNorm(rep_pair("C8-regular")[0], reduce="median")

@@ -171,3 +171,19 @@ def test_encoder_compiles():
     layer = _encoder(rep).eval()
     x = torch.randn(2, 3, rep.size)
     torch.testing.assert_close(torch.compile(layer)(x), layer(x))
+
+
+def test_decoder_accepts_multihead_attn_keyword():
+    rep = REPS["D4-regular"]
+    cross = eMultiheadAttention(rep, 1)
+    layer = eTransformerDecoderLayer(rep, eMultiheadAttention(rep, 1), multihead_attn=cross, dim_feedforward=32)
+    assert layer.multihead_attn is cross
+
+
+def test_decoder_refuses_both_cross_attention_keywords():
+    rep = REPS["D4-regular"]
+    attn = [eMultiheadAttention(rep, 1) for _ in range(3)]
+    with pytest.raises(TypeError, match="cross_attn= or multihead_attn="):
+        eTransformerDecoderLayer(rep, attn[0], attn[1], multihead_attn=attn[2], dim_feedforward=32)
+    with pytest.raises(TypeError, match="cross_attn= or multihead_attn="):
+        eTransformerDecoderLayer(rep, attn[0], dim_feedforward=32)

@@ -61,6 +61,14 @@ class HomBasisStrategy(ConstantsModule):
         """DoFs of the orthogonal projection of a dense ``matrix`` onto Hom_G."""
         return self.adjoint(matrix)
 
+    def expand_batch(self, dof: torch.Tensor) -> torch.Tensor:
+        """``(n, dim)`` -> ``(n, out_size, in_size)``; vmapped :meth:`expand` unless a strategy batches natively."""
+        return torch.func.vmap(self.expand)(dof)
+
+    def adjoint_batch(self, matrix: torch.Tensor) -> torch.Tensor:
+        """``(n, out_size, in_size)`` -> ``(n, dim)``; vmapped :meth:`adjoint` unless a strategy batches natively."""
+        return torch.func.vmap(self.adjoint)(matrix)
+
     def project(self, matrix: torch.Tensor) -> torch.Tensor:
         """Frobenius-orthogonal projection of a dense ``matrix`` onto Hom_G."""
         return self.expand(self.adjoint(matrix))

@@ -32,6 +32,12 @@ class _StackedBasis(HomBasisStrategy):
     def adjoint(self, matrix: torch.Tensor) -> torch.Tensor:
         return self.basis @ matrix.reshape(-1)
 
+    def expand_batch(self, dof: torch.Tensor) -> torch.Tensor:
+        return (dof @ self.basis).view(-1, self.out_size, self.in_size)
+
+    def adjoint_batch(self, matrix: torch.Tensor) -> torch.Tensor:
+        return matrix.reshape(matrix.shape[0], -1) @ self.basis.mT
+
     def expand_macs(self) -> int:
         return self.dim * self.out_size * self.in_size
 

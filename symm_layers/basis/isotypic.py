@@ -79,7 +79,7 @@ class IsotypicExpansion(HomBasisStrategy):
     def adjoint(self, matrix: torch.Tensor) -> torch.Tensor:
         z = self.domain_cob.to_spectral(matrix)  # G Q_in
         z = self.codomain_cob.to_spectral(z, dim=0)  # Q_out^T G Q_in
-        values = z.reshape(-1).take(self.scatter_index)
+        values = z.reshape(-1).index_select(0, self.scatter_index)  # index_select: vmap has a batching rule
         coefs = []
         for k, (_, (m_out, m_in, _), d, start, count) in enumerate(self._segments):
             block = values[start : start + count].view(m_out, d, m_in, d)

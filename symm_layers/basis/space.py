@@ -64,8 +64,12 @@ class HomSpace:
     def shape(self) -> tuple[int, int]:
         return (self.codomain.size, self.domain.size)
 
-    def init_std(self, scheme: InitScheme) -> np.ndarray:
-        """Per-DoF standard deviation that gives each spectral block the variance of the named torch init."""
+    def init_std(self, scheme: InitScheme, *, in_copies: int = 1, out_copies: int = 1) -> np.ndarray:
+        """Per-DoF standard deviation that gives each spectral block the variance of the named torch init.
+
+        ``in_copies``/``out_copies`` scale the fans for a map between channel copies of the representations
+        (eLinear's ``channel_out``), whose blocks see ``in_copies`` times the input multiplicity.
+        """
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init_scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
         std = np.empty(self.dim)
@@ -75,7 +79,7 @@ class HomSpace:
             # A spectral output row of type k has m_in * d entries; their variances sum to m_in * var(theta) * e / d
             # (each E_b has unit Frobenius norm spread evenly over d rows). torch's init gives the row a sum of
             # fan_in * target, so var(theta) = target * d**2 / e with the block's own fans.
-            fan_in, fan_out = m_in * d, m_out * d
+            fan_in, fan_out = in_copies * m_in * d, out_copies * m_out * d
             if scheme.startswith("xavier"):
                 target = 2.0 / (fan_in + fan_out)
             else:
@@ -83,14 +87,60 @@ class HomSpace:
             std[s.dof_slice] = math.sqrt(target * d * d / e)
         return std
 
-    def sample_dof(self, scheme: InitScheme, *, generator=None, device=None, dtype=None) -> torch.Tensor:
-        """Draw an initial DoF vector for ``scheme`` (normal or uniform with the same variance)."""
-        std = torch.as_tensor(self.init_std(scheme), dtype=dtype or torch.get_default_dtype(), device=device)
+    def path_std(self, *, in_copies: int = 1) -> np.ndarray:
+        """Per-DoF standard deviation ``sqrt(alpha_k)`` of e3nn's path normalisation (one path per irrep type).
+
+        With unit-variance inputs, a block of type ``k`` whose DoFs have variance ``alpha_k = d / (m_in e)``
+        gives unit-variance outputs (e3nn's "component" normalisation). Each output irrep type receives exactly
+        one isotypic path, so e3nn's "element" and "path" weightings of the paths into one output coincide.
+        """
+        std = np.empty(self.dim)
+        for s in self.shared:
+            _, m_in, e = s.shape
+            std[s.dof_slice] = math.sqrt(s.out.dim / (in_copies * m_in * e))
+        return std
+
+    def sample_unit(self, scheme: InitScheme, shape=(), *, generator=None, device=None, dtype=None) -> torch.Tensor:
+        """Unit-variance noise of shape ``(*shape, dim)``: normal, or uniform for the ``*_uniform`` schemes."""
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"unknown init_scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+        size = (*tuple(shape), self.dim)
+        dtype = dtype or torch.get_default_dtype()
         if scheme.endswith("normal"):
-            noise = torch.randn(self.dim, generator=generator, dtype=std.dtype, device=device)
-        else:
-            noise = (torch.rand(self.dim, generator=generator, dtype=std.dtype, device=device) * 2 - 1) * math.sqrt(3)
-        return noise * std
+            return torch.randn(size, generator=generator, dtype=dtype, device=device)
+        return (torch.rand(size, generator=generator, dtype=dtype, device=device) * 2 - 1) * math.sqrt(3)
+
+    def sample_dof(self, scheme: InitScheme, shape=(), *, generator=None, device=None, dtype=None) -> torch.Tensor:
+        """Draw initial DoFs ``(*shape, dim)`` for ``scheme`` (normal or uniform with the same variance)."""
+        noise = self.sample_unit(scheme, shape, generator=generator, device=device, dtype=dtype)
+        return noise * torch.as_tensor(self.init_std(scheme), dtype=noise.dtype, device=device)
+
+    def restrict(self, irrep_ids) -> HomSpace:
+        """The subspace spanned by the isotypic paths of the irrep types ``irrep_ids`` (escnn irrep ids).
+
+        Raises:
+            ValueError: for an id that is not an irrep type shared by both representations, naming the shared ones.
+        """
+        wanted = [_irrep_id(i) for i in irrep_ids]
+        available = [s.out.id for s in self.shared]
+        unknown = [i for i in wanted if i not in available]
+        if unknown:
+            raise ValueError(
+                f"instructions name irreps {unknown} that carry no equivariant path; the paths of this map are the "
+                f"irrep types shared by in_rep and out_rep: {available}"
+            )
+        shared, offset = [], 0
+        for s in self.shared:
+            if s.out.id in wanted:
+                shared.append(SharedIrrep(out=s.out, inp=s.inp, offset=offset))
+                offset += s.count
+        return HomSpace(domain=self.domain, codomain=self.codomain, shared=tuple(shared))
+
+
+def _irrep_id(irrep):
+    """An escnn irrep id from an id or an irrep object (its ``.id``)."""
+    irrep = getattr(irrep, "id", irrep)
+    return tuple(irrep) if isinstance(irrep, list) else irrep
 
 
 def hom_space(in_rep: Representation, out_rep: Representation) -> HomSpace:

@@ -18,7 +18,7 @@ from .._types import BasisExpansionScheme, InitScheme, WeightCacheMode
 from ..attention import eMultiheadAttention
 from ..linear import InvariantSubspace, eLinear
 from ..mlp import MLP, eMLP
-from ..module import EquivariantModule
+from ..module import EquivariantModule, StackedAction
 from ..normalization import build_norm, build_plain_norm
 from ..reps import check_same_group
 from ..transformer import (
@@ -62,6 +62,11 @@ class InvariantEmbedding(EquivariantModule):
 
     def forward(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self.subspace.expand(coefficients)
+
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        """Invariant coefficients in (the trivial irrep, ``subspace.dim`` times), vectors of ``rep`` out."""
+        trivial = StackedAction([self.in_rep.group.trivial_representation] * self.subspace.dim)
+        return call, trivial, self.out_rep, (batch_size, seq_len)
 
     def export(self) -> nn.Linear:
         dtype = next((b.dtype for b in self.buffers() if b.is_floating_point()), torch.get_default_dtype())
@@ -267,6 +272,23 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
     def forward(self, X: torch.Tensor, opt_step, Z: torch.Tensor) -> torch.Tensor:
         self._check(X, Z, self.in_rep.size, self.cond_rep.size)
         return super().forward(X, opt_step, Z)
+
+    def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
+        """``call(X, 0.5, Z)`` with ``min(seq_len, in_horizon)`` input and ``cond_horizon`` conditioning tokens.
+
+        ``X`` and ``Z`` are packed into one feature vector per sample, acted on by ``rho_X`` on each input token
+        and ``rho_Z`` on each conditioning token (a :class:`~symm_layers.module.StackedAction`).
+        """
+        length, cond_length = min(seq_len, self.in_horizon), self.cond_horizon
+        in_size, cond_size = self.in_rep.size, self.cond_rep.size
+
+        def fn(packed: torch.Tensor) -> torch.Tensor:
+            X = packed[:, : length * in_size].reshape(-1, length, in_size)
+            Z = packed[:, length * in_size :].reshape(-1, cond_length, cond_size)
+            return call(X, 0.5, Z).flatten(1)
+
+        in_action = StackedAction([self.in_rep] * length + [self.cond_rep] * cond_length)
+        return fn, in_action, StackedAction([self.out_rep] * length), (batch_size,)
 
     @torch.no_grad()
     def reset_parameters(self, scheme: InitScheme = "xavier_uniform") -> None:
