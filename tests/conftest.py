@@ -91,6 +91,11 @@ ALL_CASES = FINITE_CASES + CONTINUOUS_CASES
 PERMUTATION_CASES = ["C8-regular", "D8-regular", "ico-regular", "D8-permutation-mixed"]
 
 
+def mixed_case(strategy: str) -> str:
+    """A case with several irrep types that ``strategy`` supports (D6-mixed is not a permutation rep)."""
+    return "D8-permutation-mixed" if strategy == "orbit_gather" else "D6-mixed"
+
+
 def skip_unsupported(strategy: str, case: str) -> None:
     """Skip a strategy on a case it refuses by design (the refusal itself is tested in test_basis.py)."""
     if strategy == "orbit_gather" and case not in PERMUTATION_CASES:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import ALL_CASES, FINITE_CASES, rep_pair, skip_unsupported
+from conftest import ALL_CASES, FINITE_CASES, mixed_case, rep_pair, skip_unsupported
 from escnn import group as eg
 from escnn.group import directsum
 
@@ -242,7 +242,7 @@ def test_batched_coefficients_and_projection_match_unbatched_calls(strategy, cas
 
 @pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
 def test_batched_forward_gradient_is_the_batched_adjoint(strategy):
-    basis = _pair_basis("D6-mixed", strategy)
+    basis = _pair_basis(mixed_case(strategy), strategy)
     dof = torch.randn(3, basis.dim, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(3, *basis.space.shape, dtype=torch.float64)
     (grad,) = torch.autograd.grad((basis(dof) * upstream).sum(), dof)
@@ -281,7 +281,7 @@ def test_wrong_trailing_shape_names_the_expected_one():
 
 @pytest.mark.parametrize("strategy", list(BASIS_STRATEGIES))
 def test_paths_keep_only_the_named_isotypic_blocks(strategy):
-    in_rep, out_rep = rep_pair("D6-mixed")
+    in_rep, out_rep = rep_pair(mixed_case(strategy))
     full = GroupHomomorphismBasis(in_rep, out_rep, strategy, dtype=torch.float64)
     first, *rest = full.space.shared
     part = GroupHomomorphismBasis(in_rep, out_rep, strategy, paths=[first.out.id], dtype=torch.float64)

@@ -230,6 +230,12 @@ class OrbitGather(HomBasisStrategy):
             dof.index_copy_(-1, getattr(self, f"perm_{k}"), values)
         return dof
 
+    def expand_batch(self, dof: torch.Tensor) -> torch.Tensor:
+        return self.expand(dof)  # leading dimensions are native here
+
+    def adjoint_batch(self, matrix: torch.Tensor) -> torch.Tensor:
+        return self.adjoint(matrix)
+
     def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         weights = self.expand(dof.reshape(-1, self.dim))
         out = torch.einsum("roi,ri->ro", weights, x.reshape(-1, self.in_size))

@@ -51,5 +51,11 @@ class SpectralGather(HomBasisStrategy):
         sums = flat.new_zeros(*lead, self.dim + 1).index_add_(-1, self.index, flat)
         return sums[..., : self.dim]
 
+    def expand_batch(self, dof: torch.Tensor) -> torch.Tensor:
+        return self.expand(dof)  # leading dimensions are native here
+
+    def adjoint_batch(self, matrix: torch.Tensor) -> torch.Tensor:
+        return self.adjoint(matrix)
+
     def expand_macs(self) -> int:
         return self.out_size * self.in_size
