@@ -8,6 +8,7 @@ from escnn.group import Representation
 from torch import nn
 
 from ._types import AffineInitScheme
+from .cache import DerivedTensorCache
 from .linear import InvariantSubspace
 from .module import EquivariantModule
 from .permutation import permutation_action
@@ -58,6 +59,7 @@ class eAffine(EquivariantModule):
         self.register_constant("copy_of_local", decomposition.copy_index[spectral_of_local], device=device)
         self.register_constant("copy_of_spectral", decomposition.copy_index, device=device)
         self.num_scale_dof = decomposition.num_copies
+        self._spectral_cache = DerivedTensorCache()
         self.has_bias = bias and self.subspace.dim > 0
         self.num_bias_dof = self.subspace.dim if self.has_bias else 0
         if learnable:
@@ -105,6 +107,12 @@ class eAffine(EquivariantModule):
 
         A scale per irrep copy is diagonal there, and the invariant bias lives on the trivial coordinates.
         """
+        sources = (self.scale_dof,) if self.bias_dof is None else (self.scale_dof, self.bias_dof)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
+            return self._spectral_parts()
+        return self._spectral_cache.get(sources, self._spectral_parts)  # eval: rebuilt only when a DoF changes
+
+    def _spectral_parts(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         weight = self.scale_dof.index_select(0, self.copy_of_spectral)
         if not self.has_bias:
             return weight, None

@@ -38,10 +38,12 @@ _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 def cacheable(sources: Sequence[torch.Tensor]) -> bool:
     """False while tracing or transforming (compile, export, vmap, fake tensors): never store such values."""
+    if torch.compiler.is_compiling():  # first: dynamo cannot trace the functorch query below
+        return False
     for t in sources:
         if type(t) not in _PLAIN_TYPES or _is_wrapped(t):
             return False
-    return not torch.compiler.is_compiling()
+    return True
 
 
 def _snapshot(t: torch.Tensor):

@@ -109,7 +109,7 @@ class eRMSNorm(EquivariantModule):
             parts = self.affine.spectral_weight_and_bias if self.spectral_affine else self.affine.weight_and_bias
             weight, bias = parts()
             out = F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
-            return out if bias is None else out + bias
+            return out if bias is None else out.add_(bias)  # rms_norm's backward does not read its output
         out = F.rms_norm(x, (self.in_rep.size,), None, self.eps)
         return out if self.affine is None else self.affine(out)
 
@@ -202,7 +202,7 @@ class eLayerNorm(EquivariantModule):
         else:
             out = F.rms_norm(x, shape, weight, self.eps)
         if self.spectral_affine:
-            return out if bias is None else out + bias
+            return out if bias is None else out.add_(bias)
         return out if self.affine is None else self.affine(out)
 
     def export(self) -> nn.Module:
