@@ -54,7 +54,9 @@ class eAffine(EquivariantModule):
         self.learnable = learnable
         decomposition = decompose(in_rep)
         self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
-        self.change = self.subspace.change
+        # A plain reference, not a second registration: torch.func.functional_call restores a submodule
+        # registered under two names wrongly (a vmapped buffer would stay behind).
+        self.__dict__["change"] = self.subspace.change
         spectral_of_local = np.argsort(self.change.local_position)
         self.register_constant("copy_of_local", decomposition.copy_index[spectral_of_local], device=device)
         self.num_scale_dof = decomposition.num_copies

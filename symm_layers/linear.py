@@ -341,8 +341,8 @@ def impose_linear_equivariance(
     in_rep: Representation,
     out_rep: Representation,
     basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
-) -> None:
-    r"""Constrain an existing linear layer in place so that it is G-equivariant.
+) -> nn.Module:
+    r"""Constrain an existing linear layer in place so that it is G-equivariant, and return it.
 
     .. math::
         W \mapsto P_{\operatorname{Hom}_G}(W), \qquad b \mapsto P_{\operatorname{Fix}}(b)
@@ -350,6 +350,9 @@ def impose_linear_equivariance(
     Registers :mod:`torch.nn.utils.parametrize` parametrizations that replace ``lin.weight`` by its Frobenius-
     orthogonal projection onto Hom_G and ``lin.bias`` by its projection onto the invariant vectors; the stored
     tensors stay unconstrained and gradients flow through the projections.
+
+    Returns:
+        ``lin`` itself (constrained in place), so ``layer = impose_linear_equivariance(nn.Linear(...), ...)``.
 
     Raises:
         ValueError: if the layer's sizes do not match the representations, or ``dim Hom_G = 0``.
@@ -368,3 +371,4 @@ def impose_linear_equivariance(
     if getattr(lin, "bias", None) is not None:
         subspace = InvariantSubspace(out_rep, device=weight.device, dtype=weight.dtype)
         parametrize.register_parametrization(lin, "bias", _InvariantProjection(subspace))
+    return lin

@@ -237,7 +237,9 @@ class eBatchNorm(EquivariantModule):
         self.instance, self.normalization, self.use_running_average = instance, normalization, use_running_average
         decomposition = decompose(in_rep)
         self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
-        self.change = self.subspace.change
+        # A plain reference, not a second registration: torch.func.functional_call restores a submodule
+        # registered under two names wrongly (a vmapped buffer would stay behind).
+        self.__dict__["change"] = self.subspace.change
         spectral_of_local = np.argsort(self.change.local_position)
         copy_of_local = decomposition.copy_index[spectral_of_local]
         self.num_copies = decomposition.num_copies
