@@ -28,26 +28,29 @@ def _attention(cls, rep, strategy, extra=()):
     return cls(rep, 2, *extra, dropout=0.0, **strategy)
 
 
-def build(name: str, *, basis="isotypic_expansion", cache="cached", dtype=torch.float64):
-    """``(module, inputs)`` for the layer called ``name``, its parameters in ``dtype``, random (non-identity)."""
+def build(name: str, *, basis="isotypic_expansion", cache="cached", dtype=torch.float64, device=None):
+    """``(module, inputs)`` for the layer called ``name``, its parameters in ``dtype``, random (non-identity).
+
+    Inputs are on the CPU whatever ``device`` the module is built on.
+    """
     rep, small = reps()
-    strategy = {"basis_expansion_scheme": basis, "weight_cache": cache, "dtype": dtype}
-    lin_options = {"basis_expansion_scheme": basis, "weight_cache": cache, "dtype": dtype}
+    strategy = {"basis_expansion_scheme": basis, "weight_cache": cache, "dtype": dtype, "device": device}
+    lin_options = {"basis_expansion_scheme": basis, "weight_cache": cache, "dtype": dtype, "device": device}
     layer_options = dict(dim_feedforward=8, dropout=0.0, **lin_options)
     x = _tokens(rep.size, dtype)
     if name == "eLinear":
         module, inputs = sl.eLinear(rep, small, **lin_options), (x,)
     elif name == "InvariantBias":
-        module = sl.InvariantBias(rep, weight_cache=cache, init_scheme="uniform", dtype=dtype)
+        module = sl.InvariantBias(rep, weight_cache=cache, init_scheme="uniform", dtype=dtype, device=device)
         inputs = (x,)
     elif name == "eAffine":
-        module, inputs = sl.eAffine(rep, init_scheme="random", dtype=dtype), (x,)
+        module, inputs = sl.eAffine(rep, init_scheme="random", dtype=dtype, device=device), (x,)
     elif name == "eRMSNorm":
-        module, inputs = sl.eRMSNorm(rep, init_scheme="random", dtype=dtype), (x,)
+        module, inputs = sl.eRMSNorm(rep, init_scheme="random", dtype=dtype, device=device), (x,)
     elif name == "eLayerNorm":
-        module, inputs = sl.eLayerNorm(rep, init_scheme="random", dtype=dtype), (x,)
+        module, inputs = sl.eLayerNorm(rep, init_scheme="random", dtype=dtype, device=device), (x,)
     elif name == "eBatchNorm":
-        module, inputs = sl.eBatchNorm(rep, dtype=dtype), (x,)
+        module, inputs = sl.eBatchNorm(rep, dtype=dtype, device=device), (x,)
     elif name == "eMultiheadAttention":
         module, inputs = _attention(sl.eMultiheadAttention, rep, strategy), (x, x, x)
     elif name == "eAbsolutePositionalAttention":
