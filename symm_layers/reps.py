@@ -21,7 +21,16 @@ from scipy.sparse.csgraph import connected_components
 ORTHOGONALITY_TOL = 1e-8
 ZERO_TOL = 1e-12
 
-__all__ = ["BlockType", "IrrepType", "IsotypicDecomposition", "decompose", "check_same_group"]
+__all__ = [
+    "BlockType",
+    "IrrepType",
+    "IsotypicDecomposition",
+    "check_same_group",
+    "check_same_representation",
+    "decompose",
+    "describe",
+    "same_representation",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +133,41 @@ def check_same_group(*reps: Representation) -> None:
                 f"representations of different groups: {first.name} and {rep.group.name}; "
                 "build every representation from the same escnn group instance"
             )
+
+
+def describe(rep: Representation) -> str:
+    """``'name' of G (size D, irreps [...])``: enough to tell two representations apart in an error."""
+    irreps = list(rep.irreps)
+    shown = irreps if len(irreps) <= 8 else [*irreps[:8], "..."]
+    return f"'{rep.name}' of {rep.group.name} (size {rep.size}, irreps {shown})"
+
+
+def same_representation(a: Representation, b: Representation) -> bool:
+    """True when ``a`` and ``b`` have the same content: group, irreps and change of basis (the name plays no part)."""
+    return a is b or _ContentKey(a) == _ContentKey(b)
+
+
+def check_same_representation(expected: Representation, got: Representation, what: str, fix: str) -> None:
+    """Raise ``ValueError`` naming both representations unless they agree in content (never by size alone).
+
+    Args:
+        expected: the representation the layer is built on.
+        got: the representation of the part.
+        what: the part, e.g. ``"self_attn"``.
+        fix: how to build the part right, appended to the message.
+    """
+    if same_representation(expected, got):
+        return
+    if expected.group is not got.group and expected.group != got.group:
+        why = f"they act through different groups ({expected.group.name} and {got.group.name})"
+    elif list(expected.irreps) != list(got.irreps):
+        why = "their irreps differ"
+    else:
+        why = "their irreps agree but their changes of basis differ (another basis of the same space)"
+    raise ValueError(
+        f"{what} is built on representation {describe(got)}, but the layer's is {describe(expected)}: {why}, so "
+        f"the layer would not be equivariant; {fix}"
+    )
 
 
 class _ContentKey:
