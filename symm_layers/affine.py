@@ -11,7 +11,7 @@ from ._types import AffineInitScheme
 from .activations import is_permutation_representation
 from .linear import InvariantSubspace
 from .module import EquivariantModule
-from .reps import decompose
+from .reps import check_representations, decompose
 from .testing import group_elements
 
 
@@ -50,6 +50,7 @@ class eAffine(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.learnable = learnable
         decomposition = decompose(in_rep)
@@ -170,6 +171,7 @@ class eDiagonalAffine(EquivariantModule):
     def __init__(self, in_rep: Representation, bias: bool = True, init_scheme: AffineInitScheme | None = "identity",
                  *, device=None, dtype=None) -> None:  # fmt: skip
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         orbits = coordinate_orbits(in_rep)
         self.num_orbits = int(orbits.max()) + 1 if orbits.size else 0

@@ -21,7 +21,7 @@ from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
 from .linear import InvariantSubspace, eLinear
 from .module import EquivariantModule
 from .positional import AbsolutePositions, NoPositions, RelativePositions
-from .reps import decompose
+from .reps import check_representations, decompose
 
 __all__ = [
     "AbsolutePositionalAttention",
@@ -320,6 +320,7 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         _check_num_heads(in_rep.size, num_heads, in_rep)
         self._init_core(in_rep.size, num_heads, dropout, bias, device, dtype)
         self.in_rep = self.out_rep = in_rep

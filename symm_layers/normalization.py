@@ -16,7 +16,7 @@ from ._types import AffineInitScheme
 from .affine import eAffine, eDiagonalAffine
 from .linear import InvariantSubspace
 from .module import EquivariantModule
-from .reps import decompose
+from .reps import check_representations, decompose
 
 NormModule = str  # "rmsnorm" | "layernorm" | "batchnorm"
 
@@ -71,6 +71,7 @@ class eRMSNorm(EquivariantModule):
         affine: str = "isotypic",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.eps = eps
         self.affine = _affine_or_none(in_rep, equiv_affine, True, init_scheme, affine, device, dtype)
@@ -134,6 +135,7 @@ class eLayerNorm(EquivariantModule):
         affine: str = "isotypic",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.eps = eps
         decomposition = decompose(in_rep)
@@ -228,6 +230,7 @@ class eBatchNorm(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         if reduce not in ("mean", "max"):
             raise ValueError(f"unknown reduce {reduce!r}; choose 'mean' or 'max'")
         if normalization not in ("component", "norm"):
@@ -263,7 +266,16 @@ class eBatchNorm(EquivariantModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_features(x)
         if x.dim() < 2 or (self.instance and x.dim() < 3):
-            raise ValueError(f"eBatchNorm needs x of shape (B, ..., D){' with token axes' * self.instance}")
+            size = self.in_rep.size
+            expected = (
+                f"(B, T, ..., {size}) (instance=True normalises over the token axes T, ...)"
+                if self.instance
+                else f"(B, ..., {size}) (statistics over every axis but the last)"
+            )
+            raise ValueError(
+                f"eBatchNorm: x of shape {tuple(x.shape)}, expected {expected}; add the missing batch axis with "
+                "x.unsqueeze(0) (a batch of one has no batch statistics in train(): use eval() or a larger batch)"
+            )
         z = self.change.to_spectral(x)
         axes = tuple(range(1, z.dim() - 1)) if self.instance else tuple(range(z.dim() - 1))
         positions = self.subspace.positions

@@ -25,6 +25,7 @@ __all__ = [
     "BlockType",
     "IrrepType",
     "IsotypicDecomposition",
+    "check_representations",
     "check_same_group",
     "check_same_representation",
     "decompose",
@@ -135,6 +136,34 @@ def check_same_group(*reps: Representation) -> None:
             )
 
 
+def _example_for(value) -> str:
+    """A line building a representation of the size the user seems to mean."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        order = next(n for n in (8, 4, 2, 1) if value % n == 0)
+        return (
+            f"for {value} features, e.g. `G = escnn.group.cyclic_group({order}); "
+            f"rep = escnn.group.directsum([G.regular_representation] * {value // order})` ({value // order} copies "
+            f"of the regular representation of a group of order {order}); use your own group G"
+        )
+    return "e.g. `G = escnn.group.dihedral_group(4); rep = escnn.group.directsum([G.regular_representation] * 2)`"
+
+
+def check_representations(owner: str, **reps) -> None:
+    """Raise ``TypeError`` for any argument that is not an escnn :class:`~escnn.group.Representation`.
+
+    Args:
+        owner: the class or function taking the arguments, named in the message.
+        reps: argument name -> value (``None`` values are skipped: optional representations).
+    """
+    for name, value in reps.items():
+        if value is None or isinstance(value, Representation):
+            continue
+        raise TypeError(
+            f"{owner}: {name} must be an escnn Representation (it says how the group acts on the features), got "
+            f"{type(value).__name__} {value!r}; build one, {_example_for(value)}"
+        )
+
+
 def describe(rep: Representation) -> str:
     """``'name' of G (size D, irreps [...])``: enough to tell two representations apart in an error."""
     irreps = list(rep.irreps)
@@ -197,8 +226,7 @@ def decompose(rep: Representation) -> IsotypicDecomposition:
     Raises:
         ValueError: if the change of basis is not orthogonal.
     """
-    if not isinstance(rep, Representation):
-        raise ValueError(f"expected an escnn Representation, got {type(rep).__name__}")
+    check_representations("decompose", rep=rep)
     return _decompose(_ContentKey(rep))
 
 

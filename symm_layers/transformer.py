@@ -21,7 +21,7 @@ from .attention import MultiheadAttention
 from .linear import eLinear
 from .module import EquivariantModule
 from .normalization import build_norm, build_plain_norm
-from .reps import check_same_representation
+from .reps import check_representations, check_same_representation
 
 
 def regular_hidden_rep(in_rep: Representation, width: int, what: str = "dim_feedforward") -> Representation:
@@ -261,6 +261,7 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         norm_affine: str = "isotypic",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         check_part(in_rep, self_attn, "self_attn", "eMultiheadAttention(in_rep, num_heads)")
         linear1, linear2, norms = _equivariant_parts(in_rep, 2, **_part_options(locals()))
@@ -339,6 +340,7 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         norm_affine: str = "isotypic",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         check_part(in_rep, self_attn, "self_attn", "eMultiheadAttention(in_rep, num_heads)")
         check_part(in_rep, cross_attn, "cross_attn", "eMultiheadAttention(in_rep, num_heads)")

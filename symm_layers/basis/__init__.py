@@ -7,6 +7,7 @@ from escnn.group import Representation
 from torch import nn
 
 from .._types import BasisExpansionScheme, InitScheme
+from ..reps import check_representations
 from .base import BasisCost, HomBasisStrategy
 from .dense import DEFAULT_MAX_BASIS_BYTES, MemoryHeavyExpansion, ReferenceExpansion, nullspace_basis
 from .isotypic import IsotypicExpansion
@@ -73,6 +74,7 @@ class GroupHomomorphismBasis(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep, out_rep=out_rep)
         strategy_cls = resolve_basis(basis_expansion)
         self.space = hom_space(in_rep, out_rep)
         if self.space.dim == 0:
