@@ -18,8 +18,13 @@ def strategy(request):
     return request.param
 
 
-def _layer(strategy, **kw):
-    in_rep, out_rep = rep_pair("D6-mixed")
+def _case(*strategies):
+    """D6-mixed (non-permutation reps) unless a strategy needs permutation representations."""
+    return "D8-permutation-mixed" if "orbit_gather" in strategies else "D6-mixed"
+
+
+def _layer(strategy, case=None, **kw):
+    in_rep, out_rep = rep_pair(case or _case(strategy))
     layer = eLinear(in_rep, out_rep, basis_expansion_scheme=strategy, **kw)
     layer.bias_module.reset_parameters("uniform")
     return layer
@@ -139,20 +144,20 @@ def test_state_dict_is_the_same_in_train_and_eval(strategy):
 
 @pytest.mark.parametrize("target", STRATEGIES)
 def test_state_dict_loads_across_strategies(strategy, target):
-    source = _layer(strategy)
+    source = _layer(strategy, _case(strategy, target))
     x = torch.randn(8, source.in_features)
     opt = torch.optim.Adam(source.parameters(), lr=0.01)
     for _ in range(3):
         opt.zero_grad()
         source(x).pow(2).mean().backward()
         opt.step()
-    other = _layer(target, weight_cache="uncached")
+    other = _layer(target, _case(strategy, target), weight_cache="uncached")
     other.load_state_dict(source.state_dict())
     torch.testing.assert_close(_eval_out(other, x), _eval_out(source, x))
 
 
 def test_float64_construction_is_tight(strategy):
-    in_rep, out_rep = rep_pair("D4-rotated")
+    in_rep, out_rep = rep_pair("D8-permutation-mixed" if strategy == "orbit_gather" else "D4-rotated")
     for layer in (
         eLinear(in_rep, out_rep, basis_expansion_scheme=strategy, dtype=torch.float64),
         eLinear(in_rep, out_rep, basis_expansion_scheme=strategy).double(),

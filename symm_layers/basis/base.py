@@ -63,9 +63,9 @@ class HomBasisStrategy(ConstantsModule):
         """Frobenius-orthogonal projection of a dense ``matrix`` onto Hom_G."""
         return self.expand(self.adjoint(matrix))
 
-    def apply(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W(dof)^T`` for ``x`` of shape ``(..., in_size)``."""
-        return F.linear(x, self.expand(dof))
+    def apply(self, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ W(dof)^T (+ bias)`` for ``x`` of shape ``(..., in_size)``."""
+        return F.linear(x, self.expand(dof), bias)
 
     def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x[r] @ W(dof[r])^T`` for per-row DoFs ``dof`` of shape ``(*x.shape[:-1], dim)``."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from .base import HomBasisStrategy
 from .dense import MemoryHeavyExpansion, ReferenceExpansion
 from .isotypic import IsotypicExpansion
+from .orbit import OrbitGather
 
 BASIS_STRATEGIES: dict[str, type[HomBasisStrategy]] = {
-    cls.name: cls for cls in (IsotypicExpansion, MemoryHeavyExpansion, ReferenceExpansion)
+    cls.name: cls for cls in (IsotypicExpansion, OrbitGather, MemoryHeavyExpansion, ReferenceExpansion)
 }
 
 
