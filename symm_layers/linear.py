@@ -148,7 +148,10 @@ class eLinear(EquivariantModule):
         bias: add an invariant bias (only possible if ``out_rep`` contains the trivial irrep).
         init_scheme: one of ``xavier_normal``, ``xavier_uniform``, ``kaiming_normal``, ``kaiming_uniform``, with
             the variance of torch's init matched per isotypic block; ``None`` skips initialisation.
-        basis_expansion_scheme: how the weight is materialised (see :mod:`symm_layers.basis`).
+        basis_expansion_scheme: how the weight is materialised (see :mod:`symm_layers.basis`); ``"auto"`` (default)
+            applies :func:`symm_layers.basis.auto_strategy`: ``orbit_gather`` for permutation representations at
+            sizes where forming the weight pays, ``isotypic_expansion`` otherwise. ``extra_repr()`` and
+            ``basis.cost().strategy`` show the choice.
         weight_cache: ``"cached"`` reuses the dense weight while the DoFs are unchanged (exact gradients through
             the expansion's adjoint); ``"uncached"`` expands on every call.
         max_basis_bytes: size limit for strategies that store a dense basis stack.
@@ -187,7 +190,7 @@ class eLinear(EquivariantModule):
         out_rep: Representation,
         bias: bool = True,
         init_scheme: InitScheme | None = "xavier_normal",
-        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion_scheme: BasisExpansionScheme = "auto",
         *,
         weight_cache: WeightCacheMode = "cached",
         max_basis_bytes: int | None = None,
@@ -229,10 +232,11 @@ class eLinear(EquivariantModule):
         )
         bias_parts = None
         if self.bias_module is not None and self.bias_module.has_bias:
-            bias_parts = (self.bias_module.subspace, self.bias_module._parameters)
+            bias_parts = (self.bias_module.subspace, self.bias_module)
         # Direct references for the per-call path (each nn.Module attribute lookup costs ~1 us, which is most of
         # an inference call at D=64). They are the registered submodules themselves, so .to(), deepcopy and
-        # state_dict see the same objects; parameters are read from the _parameters dicts at call time.
+        # state_dict see the same objects. Parameters are read at call time from the modules' current _parameters
+        # dicts (torch.export and torch.func swap those dicts, so a stored reference to one would go stale).
         self.__dict__["_call_parts"] = (self.basis.strategy, self.weight_cache, bias_parts)
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
@@ -286,8 +290,8 @@ class eLinear(EquivariantModule):
             return strategy.apply(self._effective(dof), input, self.bias)
         bias = None
         if bias_parts is not None:
-            bias_dof = bias_parts[1].get("bias_dof")
-            bias = (bias_parts[0], self.bias_module.bias_dof if bias_dof is None else bias_dof)
+            bias_dof = bias_parts[1]._parameters.get("bias_dof")
+            bias = (bias_parts[0], bias_parts[1].bias_dof if bias_dof is None else bias_dof)
         return cache_mode.linear(strategy, dof, input, bias)
 
     def _forward_per_row(self, input, weight_index, weight_dof) -> torch.Tensor:
@@ -351,7 +355,7 @@ class eLinear(EquivariantModule):
     def extra_repr(self) -> str:
         return (
             f"in_rep={self.in_rep.name}[{self.in_features}], out_rep={self.out_rep.name}[{self.out_features}], "
-            f"dim_hom={self.basis.dim}, basis_expansion={self.basis.basis_expansion}, "
+            f"dim_hom={self.basis.dim}, {self.basis.extra_repr()}, "
             f"weight_cache={self.weight_cache.name}, gradient_normalization={self.gradient_normalization}"
             + (f", num_indexed_weights={self.num_indexed_weights}" if self.num_indexed_weights else "")
             + (", external_weights=True" if self.external_weights else "")
@@ -398,7 +402,7 @@ def impose_linear_equivariance(
     lin: nn.Module,
     in_rep: Representation,
     out_rep: Representation,
-    basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+    basis_expansion_scheme: BasisExpansionScheme = "auto",
 ) -> nn.Module:
     r"""Constrain an existing linear layer in place so that it is G-equivariant, and return it.
 

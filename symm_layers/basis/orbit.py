@@ -100,28 +100,55 @@ def _pair_orbits(perms_out: np.ndarray, perms_in: np.ndarray) -> np.ndarray:
     return labels.reshape(s_out, s_in)
 
 
+def _rank_within(labels: np.ndarray) -> np.ndarray:
+    """For each entry, how many earlier entries carry the same label."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    first = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.empty_like(labels)
+    rank[order] = np.arange(labels.size) - first
+    return rank
+
+
+def _canonical_elements(space: HomSpace, dofs: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The canonical basis elements ``dofs`` restricted to ``rows x cols``: ``(len(dofs), len(rows), len(cols))``."""
+    q_out, q_in = space.codomain.change_of_basis, space.domain.change_of_basis
+    out = np.empty((dofs.size, rows.size, cols.size))
+    for s in space.shared:
+        inside = (dofs >= s.offset) & (dofs < s.offset + s.count)
+        if not inside.any():
+            continue
+        i, j, b = np.unravel_index(dofs[inside] - s.offset, s.shape)
+        left = q_out[rows][:, s.out.columns[i]].transpose(1, 0, 2)  # (n, s_out, d)
+        right = q_in[cols][:, s.inp.columns[j]].transpose(1, 0, 2)  # (n, s_in, d)
+        out[inside] = np.einsum("nrd,nde,nce->nrc", left, s.out.endomorphisms[b], right)
+    return out
+
+
 @functools.lru_cache(maxsize=128)
 def orbit_plan(space: HomSpace) -> OrbitPlan:
     """The gather plan of ``space`` (memoised; spaces are memoised by content)."""
     out, inp = _CoordinateOrbits(space.codomain, "out_rep"), _CoordinateOrbits(space.domain, "in_rep")
-    q_out, q_in = space.codomain.change_of_basis, space.domain.change_of_basis
-    # DoF indices of each (out orbit, in orbit) pair, ordered by (irrep type, local out copy, local in copy, b).
-    pair_dofs: dict[tuple[int, int], list[np.ndarray]] = {}
-    pair_parts: dict[tuple[int, int], list[tuple]] = {}
-    for s in space.shared:
+    # Every DoF (type k, out copy i, in copy j, b) belongs to the pair (orbit of i, orbit of j). Sorting all DoFs by
+    # (pair, type, local rank of i, local rank of j, b) makes each pair's DoFs contiguous and identically ordered
+    # across pairs of one structural type.
+    n_in_orbits = len(inp.action.orbits)
+    keys = []  # per DoF: (pair, type index, rank of i, rank of j, b)
+    for k, s in enumerate(space.shared):
         m_out, m_in, e = s.shape
-        out_copy = space.codomain.copy_index[s.out.columns[:, 0]]
-        in_copy = space.domain.copy_index[s.inp.columns[:, 0]]
-        out_orbit, in_orbit = out.orbit_of_copy[out_copy], inp.orbit_of_copy[in_copy]
-        for p in np.unique(out_orbit):
-            i_list = np.flatnonzero(out_orbit == p)
-            for q in np.unique(in_orbit):
-                j_list = np.flatnonzero(in_orbit == q)
-                idx = s.offset + ((i_list[:, None, None] * m_in + j_list[None, :, None]) * e + np.arange(e))
-                pair_dofs.setdefault((p, q), []).append(idx.reshape(-1))
-                pair_parts.setdefault((p, q), []).append((s, i_list, j_list))
+        out_orbit = out.orbit_of_copy[space.codomain.copy_index[s.out.columns[:, 0]]]
+        in_orbit = inp.orbit_of_copy[space.domain.copy_index[s.inp.columns[:, 0]]]
+        i, j, b = np.meshgrid(np.arange(m_out), np.arange(m_in), np.arange(e), indexing="ij")
+        pair = out_orbit[i] * n_in_orbits + in_orbit[j]
+        keys.append(np.stack([pair, np.full_like(pair, k), _rank_within(out_orbit)[i], _rank_within(in_orbit)[j], b]))
+    keys = np.concatenate([key.reshape(5, -1) for key in keys], axis=1)
+    order = np.lexsort(keys[::-1])  # DoF indices sorted by pair first
+    pairs_sorted = keys[0, order]
+    pair_ids, starts = np.unique(pairs_sorted, return_index=True)
+    pair_dofs = dict(zip(pair_ids.tolist(), np.split(order, starts[1:]), strict=True))
     groups: dict[tuple, list[tuple[int, int]]] = {}
-    for p, q in pair_dofs:
+    for pair in pair_ids.tolist():
+        p, q = divmod(pair, n_in_orbits)
         groups.setdefault((out.keys[p], inp.keys[q]), []).append((p, q))
     covered = np.zeros((space.codomain.size, space.domain.size), dtype=bool)
     gather = np.zeros((space.codomain.size, space.domain.size), dtype=np.int64)
@@ -130,13 +157,7 @@ def orbit_plan(space: HomSpace) -> OrbitPlan:
         p0, q0 = members[0]
         rows0, cols0 = out.action.orbits[p0], inp.action.orbits[q0]
         pair_orbit = _pair_orbits(out.action.local_perms(rows0), inp.action.local_perms(cols0))
-        elements = []
-        for s, i_list, j_list in pair_parts[(p0, q0)]:
-            left = np.stack([q_out[np.ix_(rows0, s.out.columns[i])] for i in i_list])  # (a, s_out, d)
-            right = np.stack([q_in[np.ix_(cols0, s.inp.columns[j])] for j in j_list])  # (a', s_in, d)
-            b = np.einsum("ard,kde,bce->abkrc", left, s.out.endomorphisms, right)
-            elements.append(b.reshape(-1, rows0.size, cols0.size))
-        elements = np.concatenate(elements)  # (n_dof, s_out, s_in), in pair_dofs order
+        elements = _canonical_elements(space, pair_dofs[p0 * n_in_orbits + q0], rows0, cols0)
         n_orbits = pair_orbit.max() + 1
         counts = np.bincount(pair_orbit.reshape(-1), minlength=n_orbits)
         sums = np.zeros((n_orbits, elements.shape[0]))
@@ -145,7 +166,7 @@ def orbit_plan(space: HomSpace) -> OrbitPlan:
         error = np.abs(values[pair_orbit] - np.moveaxis(elements, 0, -1)).max(initial=0.0)
         if error > RECONSTRUCTION_TOL:
             raise _refuse(f"Hom_G to be constant on orbits of index pairs (off by {error:.1e})")
-        perm = np.stack([np.concatenate(pair_dofs[m]) for m in members])
+        perm = np.stack([pair_dofs[p * n_in_orbits + q] for p, q in members])
         rows = np.stack([out.action.orbits[p] for p, _ in members])
         cols = np.stack([inp.action.orbits[q] for _, q in members])
         slots = offset + np.arange(len(members))[:, None, None] * n_orbits + pair_orbit[None]
