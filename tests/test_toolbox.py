@@ -16,19 +16,7 @@ from torch.nn.utils import parametrize, prune
 from symm_layers import BASIS_STRATEGIES
 
 STRATEGIES = [s for s in BASIS_STRATEGIES if s != "reference"]
-#: After torch.export these layers' eager forward returns FakeTensors: eLinear's per-call path keeps a reference to
-#: its bias module's ``_parameters`` dict, which export replaces (the dict it keeps then holds the fake bias DoFs).
-EXPORT_LEAVES_FAKE_BIAS = {
-    "eLinear",
-    "eMultiheadAttention",
-    "eAbsolutePositionalAttention",
-    "eRelativePositionalAttention",
-    "eTransformerEncoderLayer",
-    "eTransformerDecoderLayer",
-    "TransformerStack",
-    "eCondTransformerRegressor",
-}
-CACHE_XFAIL = pytest.mark.xfail(reason="cache rewrite in progress (eLinear per-call path)", strict=False)
+CACHE_XFAIL = pytest.mark.xfail(reason="cache rewrite in progress (cache.cacheable under dynamo)", strict=False)
 
 
 def _same_function(module, reference, inputs):
@@ -40,9 +28,7 @@ def _same_function(module, reference, inputs):
 
 
 # ------------------------------------------------------------------------------------------------ export / compile
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=CACHE_XFAIL) if n in EXPORT_LEAVES_FAKE_BIAS else n for n in LAYERS]
-)
+@pytest.mark.parametrize("name", LAYERS)
 def test_export_matches_eager_and_leaves_it_usable(name):
     module, inputs = build(name)
     module.eval()
