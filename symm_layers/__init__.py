@@ -1,5 +1,6 @@
 """symm_layers: G-equivariant neural-network layers with swappable implementation strategies."""
 
+from . import _pickling
 from .activations import ACTIVATIONS
 from .affine import eAffine
 from .attention import (
@@ -24,6 +25,8 @@ from .transformer import (
     eTransformerDecoderLayer,
     eTransformerEncoderLayer,
 )
+
+_pickling.install()  # escnn groups and representations pickle (torch.save of whole modules)
 
 __all__ = [
     "ACTIVATIONS",

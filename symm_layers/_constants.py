@@ -3,7 +3,9 @@
 Derived constants (change-of-basis blocks, endomorphism bases, basis stacks) are registered as non-persistent
 buffers so they follow ``.to()`` but never enter the ``state_dict``. Casting a float32 buffer up to float64 would
 carry float32 rounding into a float64 model, so after every ``_apply`` floating buffers are rebuilt from their
-float64 numpy master at the new dtype and device.
+float64 numpy master at the new dtype and device. Integer constants (index maps) keep their int64 master too and
+are rebuilt on every ``_apply``, so ``to_empty`` (e.g. after construction on ``device="meta"``) restores them
+instead of leaving uninitialised memory.
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ class ConstantsModule(nn.Module):
         self._masters: dict[str, np.ndarray] = {}
 
     def register_constant(self, name: str, value: np.ndarray, *, device=None, dtype=None) -> None:
-        """Register ``value`` as a non-persistent buffer; floating values keep a float64 master."""
+        """Register ``value`` as a non-persistent buffer with a numpy master (float64 or int64)."""
         value = np.asarray(value)
         if np.issubdtype(value.dtype, np.floating):
             self._masters[name] = np.ascontiguousarray(value, dtype=np.float64)
             tensor = torch.as_tensor(self._masters[name], dtype=dtype or torch.get_default_dtype(), device=device)
         else:
-            tensor = torch.as_tensor(np.ascontiguousarray(value, dtype=np.int64), device=device)
+            self._masters[name] = np.ascontiguousarray(value, dtype=np.int64)
+            tensor = torch.as_tensor(self._masters[name], device=device)
         self.register_buffer(name, tensor, persistent=False)
 
     def _apply(self, fn, recurse=True):
         module = super()._apply(fn, recurse)
         for name, master in self._masters.items():
             current = self._buffers.get(name)
-            if current is not None and current.is_floating_point():
-                self._buffers[name] = torch.as_tensor(master, dtype=current.dtype, device=current.device)
+            if current is not None:
+                dtype = current.dtype if current.is_floating_point() else torch.int64
+                self._buffers[name] = torch.as_tensor(master, dtype=dtype, device=current.device)
         return module

@@ -12,7 +12,7 @@ from .cache import DerivedTensorCache
 from .linear import InvariantSubspace
 from .module import EquivariantModule
 from .permutation import permutation_action
-from .reps import decompose
+from .reps import check_representations, decompose
 
 
 class eAffine(EquivariantModule):
@@ -50,11 +50,14 @@ class eAffine(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.learnable = learnable
         decomposition = decompose(in_rep)
         self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
-        self.change = self.subspace.change
+        # A plain reference, not a second registration: torch.func.functional_call restores a submodule
+        # registered under two names wrongly (a vmapped buffer would stay behind).
+        self.__dict__["change"] = self.subspace.change
         spectral_of_local = np.argsort(self.change.local_position)
         self.register_constant("copy_of_local", decomposition.copy_index[spectral_of_local], device=device)
         self.register_constant("copy_of_spectral", decomposition.copy_index, device=device)
@@ -192,6 +195,7 @@ class eDiagonalAffine(EquivariantModule):
     def __init__(self, in_rep: Representation, bias: bool = True, init_scheme: AffineInitScheme | None = "identity",
                  *, device=None, dtype=None) -> None:  # fmt: skip
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         orbits = coordinate_orbits(in_rep)
         self.num_orbits = int(orbits.max()) + 1 if orbits.size else 0

@@ -21,7 +21,7 @@ from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
 from .linear import InvariantSubspace, eLinear
 from .module import EquivariantModule
 from .positional import AbsolutePositions, NoPositions, RelativePositions
-from .reps import decompose
+from .reps import check_representations, decompose
 
 __all__ = [
     "AbsolutePositionalAttention",
@@ -146,7 +146,7 @@ class _AttentionCore(nn.Module):
         key: torch.Tensor,
         value: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
+        need_weights: bool = True,
         attn_mask: torch.Tensor | None = None,
         average_attn_weights: bool = True,
         is_causal: bool = False,
@@ -162,9 +162,10 @@ class _AttentionCore(nn.Module):
             key_padding_mask, attn_mask, is_causal: as in ``torch.nn.MultiheadAttention``: ``(B, T_k)``;
                 ``(T_q, T_k)`` or batch-major ``(B * num_heads, T_q, T_k)``; bool ``True`` masks out, float is
                 added. ``is_causal`` masks keys ``j > i`` (top-left aligned) on top of ``attn_mask``, if any.
-            need_weights, average_attn_weights: also return the softmax weights (explicit path instead of
-                ``F.scaled_dot_product_attention``), ``(B, T_q, T_k)`` averaged over heads or
-                ``(B, num_heads, T_q, T_k)``; taken before dropout (torch: after), so rows sum to 1.
+            need_weights, average_attn_weights: also return the softmax weights (the default, as in torch),
+                ``(B, T_q, T_k)`` averaged over heads or ``(B, num_heads, T_q, T_k)``; taken before dropout (torch:
+                after), so rows sum to 1. They need the explicit path; ``need_weights=False`` (what the transformer
+                layers pass) runs the faster ``F.scaled_dot_product_attention`` and returns ``None``.
             query_positions, key_positions: integer ``(T,)`` or ``(B, T)``, default ``arange(T)``; positional
                 classes only, the others raise ``ValueError``.
             position_mask: bool ``(B, T_k)``, ``True`` where a key's position is valid. A ``False`` key is masked
@@ -191,14 +192,18 @@ class _AttentionCore(nn.Module):
             mask = _additive(allowed, q.dtype, blocked_value=False) + (0.0 if mask is None else mask)
             is_causal = False
         dropout_p = self.dropout if self.training else 0.0
-        if need_weights:
+        # SDPA's CPU kernels cannot differentiate a learned mask (relative positions) under torch.func transforms.
+        if need_weights or (mask is not None and mask.requires_grad):
             logits = (q @ k.mT) * (1.0 / math.sqrt(self.head_dim))
             logits = logits if mask is None else logits + mask
             weights = torch.softmax(logits, dim=-1)
             if mask is not None:  # a fully masked row attends to nothing instead of producing NaN
                 weights = weights.masked_fill(torch.isneginf(logits).all(dim=-1, keepdim=True), 0.0)
             heads = F.dropout(weights, dropout_p) @ v
-            weights = weights.mean(dim=1) if average_attn_weights else weights
+            if not need_weights:
+                weights = None
+            elif average_attn_weights:
+                weights = weights.mean(dim=1)
         else:
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
             weights = None
@@ -315,6 +320,7 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         _check_num_heads(in_rep.size, num_heads, in_rep)
         self._init_core(in_rep.size, num_heads, dropout, bias, device, dtype)
         self.in_rep = self.out_rep = in_rep

@@ -28,7 +28,7 @@ from .change_of_basis import StructuredChangeOfBasis
 from .layout import check_layout
 from .linear_options import ChannelInvariantBias, channel_forward, check_channels, check_path_normalization
 from .module import EquivariantModule
-from .reps import check_same_group, decompose
+from .reps import check_representations, check_same_group, decompose
 
 #: Largest ``size * dim`` for which the invariant subspace keeps its basis as one dense matrix (16 MiB float32).
 DENSE_FIX_MAX_ENTRIES = 1 << 22
@@ -107,6 +107,7 @@ class InvariantBias(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.subspace = InvariantSubspace(in_rep, layout=layout, device=device, dtype=dtype)
         self.weight_cache = resolve_weight_cache(weight_cache)
@@ -247,6 +248,7 @@ class eLinear(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep, out_rep=out_rep)
         check_same_group(in_rep, out_rep)
         self.layout = check_layout(layout)
         check_path_normalization(path_normalization)
@@ -379,16 +381,44 @@ class eLinear(EquivariantModule):
     def _forward_per_row(self, input, weight_index, weight_dof) -> torch.Tensor:
         lead = input.shape[:-1]
         if self.external_weights:
-            if weight_dof is None or weight_dof.shape[-1] != self.basis.dim or weight_index is not None:
-                got = None if weight_dof is None else tuple(weight_dof.shape)
-                raise ValueError(f"external_weights=True needs weight_dof of shape (..., {self.basis.dim}), got {got}")
+            self._check_external_dof(weight_dof, weight_index, lead)
             dof = weight_dof.expand(*lead, self.basis.dim)
         else:
-            if weight_index is None or weight_dof is not None:
-                raise ValueError(f"num_indexed_weights={self.num_indexed_weights} needs weight_index (ints, per row)")
+            self._check_weight_index(weight_index, weight_dof, lead)
             dof = self.weight_dof[weight_index.expand(lead)]
         out = self.feature_map.apply_per_row(self._effective(dof), input)
         return out if self.bias is None else out + self.bias
+
+    def _check_external_dof(self, weight_dof, weight_index, lead) -> None:
+        dim, got = self.basis.dim, None if weight_dof is None else tuple(weight_dof.shape)
+        fits = got is not None and len(got) >= 1 and got[-1] == dim and _broadcasts(got[:-1], lead)
+        if weight_index is not None or not fits:
+            raise ValueError(
+                f"external_weights=True needs weight_dof of shape (..., {dim}) whose leading dims broadcast to the "
+                f"input's {tuple(lead)} (e.g. {(*lead, dim)} or ({dim},)), and no weight_index; got weight_dof "
+                f"{got}{', weight_index' if weight_index is not None else ''}"
+            )
+
+    def _check_weight_index(self, weight_index, weight_dof, lead) -> None:
+        n = self.num_indexed_weights
+        if weight_index is None or weight_dof is not None:
+            raise ValueError(f"num_indexed_weights={n} needs weight_index (ints, per row) and no weight_dof")
+        if weight_index.is_floating_point() or weight_index.is_complex() or weight_index.dtype == torch.bool:
+            raise ValueError(
+                f"weight_index must hold integers in [0, {n}), got dtype {weight_index.dtype}; use .long()"
+            )
+        if not _broadcasts(tuple(weight_index.shape), lead):
+            raise ValueError(
+                f"weight_index of shape {tuple(weight_index.shape)} does not broadcast to the input's leading "
+                f"shape {tuple(lead)}; pass one index per row, e.g. of shape {tuple(lead)}"
+            )
+        if not torch.compiler.is_compiling() and weight_index.numel():  # data-dependent: skipped when compiled
+            low, high = int(weight_index.min()), int(weight_index.max())
+            if low < 0 or high >= n:
+                raise ValueError(
+                    f"weight_index values must lie in [0, num_indexed_weights={n}), got values in [{low}, {high}]; "
+                    "build the layer with a larger num_indexed_weights"
+                )
 
     def export(self) -> nn.Linear:
         self._check_shared_weight()
@@ -434,6 +464,14 @@ class eLinear(EquivariantModule):
         return call, self.in_rep, self.out_rep, (batch_size, seq_len, self.channel_in)
 
 
+def _broadcasts(shape: tuple, target: tuple) -> bool:
+    """True when ``shape`` broadcasts to exactly ``target``."""
+    try:
+        return tuple(torch.broadcast_shapes(tuple(shape), tuple(target))) == tuple(target)
+    except RuntimeError:
+        return False
+
+
 class _HomProjection(nn.Module):
     """Parametrization ``W -> P_Hom(W)`` (orthogonal projection onto Hom_G)."""
 
@@ -467,8 +505,8 @@ def impose_linear_equivariance(
     in_rep: Representation,
     out_rep: Representation,
     basis_expansion_scheme: BasisExpansionScheme = "auto",
-) -> None:
-    r"""Constrain an existing linear layer in place so that it is G-equivariant.
+) -> nn.Module:
+    r"""Constrain an existing linear layer in place so that it is G-equivariant, and return it.
 
     .. math::
         W \mapsto P_{\operatorname{Hom}_G}(W), \qquad b \mapsto P_{\operatorname{Fix}}(b)
@@ -477,9 +515,13 @@ def impose_linear_equivariance(
     orthogonal projection onto Hom_G and ``lin.bias`` by its projection onto the invariant vectors; the stored
     tensors stay unconstrained and gradients flow through the projections.
 
+    Returns:
+        ``lin`` itself (constrained in place), so ``layer = impose_linear_equivariance(nn.Linear(...), ...)``.
+
     Raises:
         ValueError: if the layer's sizes do not match the representations, or ``dim Hom_G = 0``.
     """
+    check_representations("impose_linear_equivariance", in_rep=in_rep, out_rep=out_rep)
     weight = getattr(lin, "weight", None)
     if weight is None or weight.dim() != 2:
         raise ValueError(f"expected a module with a 2-D 'weight' (e.g. nn.Linear), got {type(lin).__name__}")
@@ -494,3 +536,4 @@ def impose_linear_equivariance(
     if getattr(lin, "bias", None) is not None:
         subspace = InvariantSubspace(out_rep, device=weight.device, dtype=weight.dtype)
         parametrize.register_parametrization(lin, "bias", _InvariantProjection(subspace))
+    return lin

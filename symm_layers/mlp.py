@@ -29,7 +29,7 @@ from .activations import (
 from .basis import INIT_SCHEMES
 from .linear import InvariantBias, eLinear
 from .module import EquivariantModule
-from .reps import check_same_group
+from .reps import check_representations, check_same_group
 
 __all__ = ["ACTIVATIONS", "GradientNormalization", "MLP", "eMLP"]
 
@@ -249,6 +249,7 @@ class eMLP(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep, out_rep=out_rep)
         options = PerceptronOptions(activation, output_activation, bias, gradient_normalization, dropout)
         check_same_group(in_rep, out_rep)
         hidden = [

@@ -17,7 +17,7 @@ from .affine import eAffine, eDiagonalAffine
 from .layout import check_layout
 from .linear import InvariantSubspace
 from .module import EquivariantModule
-from .reps import decompose
+from .reps import check_representations, decompose
 
 NormModule = str  # "rmsnorm" | "layernorm" | "batchnorm"
 
@@ -92,6 +92,7 @@ class eRMSNorm(EquivariantModule):
         layout: Layout = "spatial",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.eps = eps
         self.affine = _affine_or_none(in_rep, equiv_affine, True, init_scheme, affine, device, dtype, layout)
@@ -161,6 +162,7 @@ class eLayerNorm(EquivariantModule):
         layout: Layout = "spatial",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
         self.eps = eps
         decomposition = decompose(in_rep)
@@ -273,6 +275,7 @@ class eBatchNorm(EquivariantModule):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         if eps_mode not in ("add", "interpolate"):
             raise ValueError(f"unknown eps_mode {eps_mode!r}; choose 'add' (n + eps) or 'interpolate' (e3nn)")
         if eps_mode == "interpolate" and not 0.0 <= eps <= 1.0:
@@ -287,7 +290,9 @@ class eBatchNorm(EquivariantModule):
         self.instance, self.normalization, self.use_running_average = instance, normalization, use_running_average
         decomposition = decompose(in_rep)
         self.subspace = InvariantSubspace(in_rep, device=device, dtype=dtype)
-        self.change = self.subspace.change
+        # A plain reference, not a second registration: torch.func.functional_call restores a submodule
+        # registered under two names wrongly (a vmapped buffer would stay behind).
+        self.__dict__["change"] = self.subspace.change
         spectral_of_local = np.argsort(self.change.local_position)
         copy_of_local = decomposition.copy_index[spectral_of_local]
         self.num_copies = decomposition.num_copies
@@ -311,7 +316,16 @@ class eBatchNorm(EquivariantModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_features(x)
         if x.dim() < 2 or (self.instance and x.dim() < 3):
-            raise ValueError(f"eBatchNorm needs x of shape (B, ..., D){' with token axes' * self.instance}")
+            size = self.in_rep.size
+            expected = (
+                f"(B, T, ..., {size}) (instance=True normalises over the token axes T, ...)"
+                if self.instance
+                else f"(B, ..., {size}) (statistics over every axis but the last)"
+            )
+            raise ValueError(
+                f"eBatchNorm: x of shape {tuple(x.shape)}, expected {expected}; add the missing batch axis with "
+                "x.unsqueeze(0) (a batch of one has no batch statistics in train(): use eval() or a larger batch)"
+            )
         z = self.change.to_spectral(x)
         axes = tuple(range(1, z.dim() - 1)) if self.instance else tuple(range(z.dim() - 1))
         positions = self.subspace.positions

@@ -21,7 +21,17 @@ from scipy.sparse.csgraph import connected_components
 ORTHOGONALITY_TOL = 1e-8
 ZERO_TOL = 1e-12
 
-__all__ = ["BlockType", "IrrepType", "IsotypicDecomposition", "decompose", "check_same_group"]
+__all__ = [
+    "BlockType",
+    "IrrepType",
+    "IsotypicDecomposition",
+    "check_representations",
+    "check_same_group",
+    "check_same_representation",
+    "decompose",
+    "describe",
+    "same_representation",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +136,69 @@ def check_same_group(*reps: Representation) -> None:
             )
 
 
+def _example_for(value) -> str:
+    """A line building a representation of the size the user seems to mean."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        order = next(n for n in (8, 4, 2, 1) if value % n == 0)
+        return (
+            f"for {value} features, e.g. `G = escnn.group.cyclic_group({order}); "
+            f"rep = escnn.group.directsum([G.regular_representation] * {value // order})` ({value // order} copies "
+            f"of the regular representation of a group of order {order}); use your own group G"
+        )
+    return "e.g. `G = escnn.group.dihedral_group(4); rep = escnn.group.directsum([G.regular_representation] * 2)`"
+
+
+def check_representations(owner: str, **reps) -> None:
+    """Raise ``TypeError`` for any argument that is not an escnn :class:`~escnn.group.Representation`.
+
+    Args:
+        owner: the class or function taking the arguments, named in the message.
+        reps: argument name -> value (``None`` values are skipped: optional representations).
+    """
+    for name, value in reps.items():
+        if value is None or isinstance(value, Representation):
+            continue
+        raise TypeError(
+            f"{owner}: {name} must be an escnn Representation (it says how the group acts on the features), got "
+            f"{type(value).__name__} {value!r}; build one, {_example_for(value)}"
+        )
+
+
+def describe(rep: Representation) -> str:
+    """``'name' of G (size D, irreps [...])``: enough to tell two representations apart in an error."""
+    irreps = list(rep.irreps)
+    shown = irreps if len(irreps) <= 8 else [*irreps[:8], "..."]
+    return f"'{rep.name}' of {rep.group.name} (size {rep.size}, irreps {shown})"
+
+
+def same_representation(a: Representation, b: Representation) -> bool:
+    """True when ``a`` and ``b`` have the same content: group, irreps and change of basis (the name plays no part)."""
+    return a is b or _ContentKey(a) == _ContentKey(b)
+
+
+def check_same_representation(expected: Representation, got: Representation, what: str, fix: str) -> None:
+    """Raise ``ValueError`` naming both representations unless they agree in content (never by size alone).
+
+    Args:
+        expected: the representation the layer is built on.
+        got: the representation of the part.
+        what: the part, e.g. ``"self_attn"``.
+        fix: how to build the part right, appended to the message.
+    """
+    if same_representation(expected, got):
+        return
+    if expected.group is not got.group and expected.group != got.group:
+        why = f"they act through different groups ({expected.group.name} and {got.group.name})"
+    elif list(expected.irreps) != list(got.irreps):
+        why = "their irreps differ"
+    else:
+        why = "their irreps agree but their changes of basis differ (another basis of the same space)"
+    raise ValueError(
+        f"{what} is built on representation {describe(got)}, but the layer's is {describe(expected)}: {why}, so "
+        f"the layer would not be equivariant; {fix}"
+    )
+
+
 class _ContentKey:
     """Hashable key of a representation's content: group, irreps and the bytes of its change of basis."""
 
@@ -153,8 +226,7 @@ def decompose(rep: Representation) -> IsotypicDecomposition:
     Raises:
         ValueError: if the change of basis is not orthogonal.
     """
-    if not isinstance(rep, Representation):
-        raise ValueError(f"expected an escnn Representation, got {type(rep).__name__}")
+    check_representations("decompose", rep=rep)
     return _decompose(_ContentKey(rep))
 
 

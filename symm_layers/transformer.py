@@ -21,11 +21,24 @@ from .attention import MultiheadAttention
 from .linear import eLinear
 from .module import EquivariantModule, check_module_equivariance
 from .normalization import build_norm, build_plain_norm
+from .reps import check_representations, check_same_representation
 
 
 def regular_hidden_rep(in_rep: Representation, width: int, what: str = "dim_feedforward") -> Representation:
     """``directsum`` of ``width / |G|`` regular representations of ``in_rep``'s group."""
     return regular_copies(in_rep.group, width, what)
+
+
+def check_part(in_rep: Representation, part: nn.Module, what: str, example: str) -> None:
+    """Raise ``ValueError`` unless ``part`` maps ``in_rep`` to ``in_rep`` (compared by content, not size)."""
+    fix = f"build {what} on the layer's in_rep, e.g. {example}"
+    for attr in ("in_rep", "out_rep"):
+        rep = getattr(part, attr, None)
+        if not isinstance(rep, Representation):
+            raise ValueError(
+                f"{what} ({type(part).__name__}) has no {attr}: an equivariant layer needs equivariant parts; {fix}"
+            )
+        check_same_representation(in_rep, rep, f"{what} ({type(part).__name__}.{attr})", fix)
 
 
 class _Residual(nn.Module):
@@ -248,9 +261,9 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         norm_affine: str = "isotypic",
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
-        if getattr(self_attn, "in_rep", in_rep).size != in_rep.size:
-            raise ValueError(f"self_attn acts on {self_attn.in_rep.size} features, in_rep has {in_rep.size}")
+        check_part(in_rep, self_attn, "self_attn", "eMultiheadAttention(in_rep, num_heads)")
         linear1, linear2, norms = _equivariant_parts(in_rep, 2, **_part_options(locals()))
         self._init_parts(self_attn, linear1, linear2, *norms, make_activation(activation), dropout, norm_first)
 
@@ -335,7 +348,10 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
             raise TypeError("eTransformerDecoderLayer takes the cross-attention once: cross_attn= or multihead_attn=")
         cross_attn = cross_attn if multihead_attn is None else multihead_attn
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
+        check_part(in_rep, self_attn, "self_attn", "eMultiheadAttention(in_rep, num_heads)")
+        check_part(in_rep, cross_attn, "cross_attn", "eMultiheadAttention(in_rep, num_heads)")
         linear1, linear2, norms = _equivariant_parts(in_rep, 3, **_part_options(locals()))
         activation = make_activation(activation)
         self._init_parts(self_attn, cross_attn, linear1, linear2, *norms, activation, dropout, norm_first)
@@ -373,6 +389,8 @@ class TransformerStack(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if norm is not None and isinstance(getattr(layer, "in_rep", None), Representation):
+            check_part(layer.in_rep, norm, "norm", "eLayerNorm(layer.in_rep)")
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         for copied in list(self.layers)[1:]:  # unlike torch, copies do not start identical
             for module in copied.modules():

@@ -9,6 +9,7 @@ from escnn.group import Representation
 from torch import nn
 
 from .._types import BasisExpansionScheme, InitScheme
+from ..reps import check_representations
 from .base import BasisCost, HomBasisStrategy
 from .dense import DEFAULT_MAX_BASIS_BYTES, MemoryHeavyExpansion, ReferenceExpansion, nullspace_basis
 from .empty import ZeroMap
@@ -96,6 +97,7 @@ class GroupHomomorphismBasis(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep, out_rep=out_rep)
         if basis_expansion != "auto":
             resolve_basis(basis_expansion)  # an unknown name fails before any construction work
         self.space = hom_space(in_rep, out_rep)

@@ -73,11 +73,14 @@ class MemoryHeavyExpansion(_StackedBasis):
         return stack
 
     def _apply(self, fn, recurse=True):
-        dtype = self.basis.dtype
+        old = self.basis
         module = super()._apply(fn, recurse)
-        if self.basis.is_floating_point() and self.basis.dtype != dtype:
-            # Rebuild from the float64 sources rather than keep a cast of the old precision.
-            self.basis = self._build(self.basis.dtype, self.basis.device)
+        new = self.basis
+        # Rebuild from the float64 sources rather than keep a cast of the old precision, and whenever the values
+        # may not have been carried over: from a meta tensor, or a new tensor on the same device (``to_empty``).
+        moved_only = new.dtype == old.dtype and new.device != old.device and old.device.type != "meta"
+        if new is not old and new.is_floating_point() and not moved_only:
+            self.basis = self._build(new.dtype, new.device)
         return module
 
 

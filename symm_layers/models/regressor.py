@@ -20,7 +20,7 @@ from ..linear import InvariantSubspace, eLinear
 from ..mlp import MLP, eMLP
 from ..module import EquivariantModule, StackedAction
 from ..normalization import build_norm, build_plain_norm
-from ..reps import check_same_group
+from ..reps import check_representations, check_same_group
 from ..transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
@@ -137,9 +137,19 @@ class CondTransformerRegressorBase(nn.Module):
         if X.shape[0] != Z.shape[0]:
             raise ValueError(f"X and Z have batch sizes {X.shape[0]} and {Z.shape[0]}; they must match")
 
+    @staticmethod
+    def _check_step(step: torch.Tensor, batch: int) -> None:
+        if step.dim() > 1 or (step.dim() == 1 and step.shape[0] not in (1, batch)):
+            raise ValueError(
+                f"opt_step of shape {tuple(step.shape)}: expected a scalar (the same step for every sample) or "
+                f"({batch},) (one step per batch row); flatten a ({batch}, 1) tensor with opt_step.reshape(-1)"
+            )
+
     def forward(self, X: torch.Tensor, opt_step: torch.Tensor | float, Z: torch.Tensor) -> torch.Tensor:
         batch, length = X.shape[:2]
-        step = torch.as_tensor(opt_step, device=X.device, dtype=X.dtype).expand(batch)  # float, for the sinusoid
+        step = torch.as_tensor(opt_step, device=X.device, dtype=X.dtype)  # float, for the sinusoid
+        self._check_step(step, batch)
+        step = step.expand(batch)
         time_token = self.time_emb(step)[:, None]
         cond = torch.cat([time_token, self.cond_emb(Z)], dim=1)
         memory = self.encoder(self.drop(cond + self.cond_pos(cond.shape[1])))
@@ -239,6 +249,7 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
                  norm_first: bool = True, basis_expansion_scheme: BasisExpansionScheme = "auto",
                  weight_cache: WeightCacheMode = "cached", device=None, dtype=None) -> None:  # fmt: skip
         super().__init__()
+        check_representations(type(self).__name__, in_rep=in_rep, cond_rep=cond_rep, out_rep=out_rep)
         out_rep = in_rep if out_rep is None else out_rep
         check_same_group(in_rep, cond_rep, out_rep)
         self.in_rep, self.cond_rep, self.out_rep = in_rep, cond_rep, out_rep
