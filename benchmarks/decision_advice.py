@@ -170,6 +170,12 @@ def axis_table(w: pd.DataFrame) -> str:
     return table.reset_index().to_markdown(index=False, disable_numparse=True)
 
 
+def _label(r: pd.Series) -> str:
+    if r.runner_up == "":
+        return "only"
+    return "≈" if r.winner == TIE else f"+{min(100 * r.margin, 999):.0f}%"
+
+
 def heatmap(w: pd.DataFrame, axis: str, path: Path, order: list[str]) -> None:
     """Winner per cell (colour; grey: tie) with its margin, faceted by (layer, group) x (mode, threads)."""
     import matplotlib
@@ -195,9 +201,7 @@ def heatmap(w: pd.DataFrame, axis: str, path: Path, order: list[str]) -> None:
             codes = (
                 s.assign(c=s.winner.map(code)).pivot(index="D", columns="rows", values="c").sort_index(ascending=False)
             )
-            text = s.assign(
-                t=s.apply(lambda r: "≈" if r.winner == TIE else f"+{min(100 * r.margin, 999):.0f}%", axis=1)
-            )
+            text = s.assign(t=s.apply(_label, axis=1))
             labels = text.pivot(index="D", columns="rows", values="t").sort_index(ascending=False)
             sns.heatmap(codes, ax=ax, cmap=cmap, vmin=-0.5, vmax=len(values) + 0.5, annot=labels, fmt="", cbar=False,
                         linewidths=0.5, annot_kws={"fontsize": 7})  # fmt: skip
