@@ -96,10 +96,11 @@ class Profile:
 
 
 ALL_REPS = cases.REP_NAMES
-#: smoke: does it run (tests); quick: coarse grid, <= 5 min on 2 cores (make results); full: the published grid.
+#: smoke: does it run (tests); quick: coarse grid at one torch thread, <= 5 min on 2 cores (make results; two
+#: threads on a shared 2-core machine time the scheduler more than the code); full: the published grid.
 PROFILES = {
     "smoke": Profile(("C8", "D8-irreps"), (64,), (8,), (1,), 2, 0.002, 2, 64, ("basis_expansion", "norm_affine")),
-    "quick": Profile(ALL_REPS, (64, 512), (8, 512), (1, 2), 5, 0.015, 3, 256),
+    "quick": Profile(ALL_REPS, (64, 512), (8, 512), (1,), 5, 0.008, 3, 256),
     "full": Profile(ALL_REPS, (64, 128, 256, 512, 1024, 2048), (1, 8, 64, 256, 1024, 4096), (1, 2), 9, 0.1, 5, 1024),
 }
 RAW_KEYS = ["axis", "layer", "group", "D_target"]  # one measured block: resumable unit
