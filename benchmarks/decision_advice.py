@@ -147,8 +147,10 @@ def recommendations(source) -> dict[str, Advice]:
             best = a.best.value_counts().idxmax()
         margins = list(decided[decided.winner == best].margin.clip(upper=1e9)) or [0.0]
         flips = [f for v in wins if v != best for f in _flip_regions(a, v)]
-        for value, groups in lone.groupby("best").group.unique().items():
-            flips.append(f"{value} is the only candidate on {', '.join(groups)} (the others refuse it)")
+        for (value, group), cells in lone.groupby(["best", "group"]):
+            dims = sorted(w[(w.axis == axis) & (w.group == group)].D.unique())
+            where = _range(list(cells.D), dims, "D").replace("every D", "every D measured")
+            flips.append(f"{value} is the only candidate on {group} at {where} (the others refuse it there)")
         spread = (statistics.median(margins), min(margins), max(margins))
         ties = int((a.winner == TIE).sum())
         advice[axis] = Advice(axis, best, {k: int(v) for k, v in wins.items()}, len(decided), ties, spread, flips)
@@ -244,9 +246,10 @@ def render(out: Path) -> list[Path]:
     if meta.get("partial"):
         parts.append("**Partial run:** it was cut short; only the cells below were measured.\n")
     advice = recommendations(raw) if not w.empty else {}
-    parts.append("## Advice\n\n" + "\n".join(f"- {a.summary()}".replace("\n  ", "\n  ") for a in advice.values()))
-    for item in meta.get("not_measured", []):
-        parts.append(f"- not measured: {item['axis']} = {item['candidate']} on {item['layer']} ({item['why']})")
+    lines = [f"- {a.summary()}" for a in advice.values()]
+    lines += [f"- not measured: {i['axis']} = {i['candidate']} on {i['layer']} ({i['why']})"
+              for i in meta.get("not_measured", [])]  # fmt: skip
+    parts.append("## Advice\n\n" + "\n".join(lines))
     written = []
     for axis, a in w.groupby("axis", sort=False) if not w.empty else []:
         png = out / f"{axis}.png"
