@@ -23,6 +23,7 @@ results: $(STAMP) asv-machine
 	$(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
 	$(PY) benchmarks/linear_family.py --profile quick --out $(QUICK)/linear_family
 	$(PY) benchmarks/layer_family.py --profile quick --out $(QUICK)/layer_family
+	$(PY) benchmarks/decision_maps.py --profile quick --out $(QUICK)/decision_maps
 	$(PY) -m ablations.run_all --results $(QUICK)
 	$(PY) benchmarks/agreement.py --asv $(QUICK)/asv --family $(QUICK)/linear_family
 
@@ -36,6 +37,8 @@ results-full: $(STAMP) asv-machine
 	  $(PY) benchmarks/linear_family.py --profile full --out results/linear_family
 	$(PY) benchmarks/up_to_date.py results/layer_family --profile full || \
 	  $(PY) benchmarks/layer_family.py --profile full --out results/layer_family
+	$(PY) benchmarks/up_to_date.py results/decision_maps --profile full || \
+	  $(PY) benchmarks/decision_maps.py --profile full --out results/decision_maps
 	$(PY) -m ablations.run_all --full --results results
 	$(PY) benchmarks/agreement.py --asv results/asv --family results/linear_family
 

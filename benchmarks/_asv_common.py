@@ -22,6 +22,7 @@ import abc
 import functools
 import itertools
 import os
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,22 +30,30 @@ from dataclasses import dataclass
 import torch
 from asv_runner.benchmarks.mark import skip_benchmark_if
 from escnn.group import Representation
-from torch import nn
 from torch.utils import benchmark as torch_benchmark
 
 from symm_layers.attention import valid_num_heads
 from symm_layers.basis import DEFAULT_MAX_BASIS_BYTES, hom_space
 from symm_layers.testing import equivariance_error
 
+from .cases import LINEAR_IMPLS, Case, clear_layer_memos, make_case, randn, strategy
+from .cases import SEED as SEED
 from .common import build_group
 from .common import regular_rep as regular_rep  # re-exported for the suites
+
+__all__ = ["Case", "clear_layer_memos", "make_case", "randn", "strategy"]  # re-exported from .cases
 
 FULL = os.environ.get("SYMM_BENCH_FULL") == "1"
 GROUPS = ["C8", "D8", "ico"]
 DEVICES = ["cpu", "cuda"]
 BASELINE = "torch"
-#: ``basis_expansion_scheme/weight_cache`` of the layers that take both, beside the plain-torch twin.
-STRATEGIES = [BASELINE, "isotypic_expansion/cached", "isotypic_expansion/uncached", "memory_heavy/cached"]
+#: ``basis_expansion_scheme/weight_cache`` of the layers that take both, beside the plain-torch twin: the default
+#: (``auto``, resolved per representation pair) and the fixed strategies (attention and the models).
+STRATEGIES = [BASELINE, "auto/cached", "isotypic_expansion/cached", "isotypic_expansion/uncached",
+              "memory_heavy/cached"]  # fmt: skip
+#: The linear suite: every strategy (``orbit_gather`` too), the plain twin and the peer ``escnn.nn.Linear``
+#: (``cases.LINEAR_IMPLS``, the same implementations as ``linear_family.py``).
+LINEAR_STRATEGIES = list(LINEAR_IMPLS)
 #: For layers without a strategy choice: the plain twin and the equivariant layer.
 EQUIVARIANT = "equivariant"
 PLAIN_OR_EQUIVARIANT = [BASELINE, EQUIVARIANT]
@@ -55,7 +64,11 @@ DENSE_BASIS_LIMIT = DEFAULT_MAX_BASIS_BYTES if FULL else 256 * 1024**2
 #: process that initialised CUDA cannot fork children that use it.
 HAS_CUDA = torch.cuda.device_count() > 0
 CUDA_MIN_RUN_S = 0.2
-SEED = 0
+#: Clock of the CPU ``time_train_step``/``time_eval_forward`` samples (asv's ``timer`` attribute): the calling
+#: thread's CPU time. With one torch thread every op, the backward too, runs on it, and time spent waiting for a core
+#: on a shared machine is left out (``common.CLOCKS``; linear_family.py and decision_maps.py use the same clock).
+#: Construction keeps asv's wall clock (it may read escnn's disk cache).
+CPU_TIMER = time.thread_time
 
 
 def grid(quick: list, full: list) -> list:
@@ -85,12 +98,6 @@ def require_device(device: str) -> None:
         raise NotImplementedError("no CUDA device")
 
 
-def strategy(impl: str) -> dict[str, str]:
-    """``"isotypic_expansion/cached"`` -> the keyword arguments of the layers that take a strategy."""
-    scheme, cache = impl.split("/")
-    return {"basis_expansion_scheme": scheme, "weight_cache": cache}
-
-
 def require_dense_basis(impl: str, *maps: tuple[Representation, Representation]) -> None:
     """Skip memory_heavy when one of the layer's ``(in_rep, out_rep)`` maps needs a float32 stack over the limit."""
     if not impl.startswith("memory_heavy"):
@@ -110,88 +117,7 @@ def require_heads(impl: str, rep: Representation, num_heads: int) -> None:
         raise NotImplementedError(f"num_heads={num_heads} splits a component of {rep.name}")
 
 
-def clear_layer_memos() -> None:
-    """Forget symm_layers' memoised decompositions and Hom spaces, so the next construction starts cold.
-
-    escnn's groups and representations stay built: they belong to the benchmark's inputs, not to the layer.
-    Commits older than these memos have nothing to clear.
-    """
-    import symm_layers.basis.space as space
-    import symm_layers.reps as reps
-
-    for memo in (getattr(reps, "_decompose", None), getattr(space, "_hom_space", None)):
-        if hasattr(memo, "cache_clear"):
-            memo.cache_clear()
-
-
 # ----------------------------------------------------------------------------------------------- cases
-def randn(*shape: int, device: str, seed: int = SEED) -> torch.Tensor:
-    """Seeded standard normal inputs, drawn on the CPU (the same values on every device)."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
-
-
-@dataclass(frozen=True, eq=False)
-class Case:
-    """One module under test on fixed inputs.
-
-    Attributes:
-        construct: builds a fresh module (what ``time_construction`` times).
-        module: one module built by ``construct``, on the benchmark's device.
-        forward: runs ``module`` on the inputs; returns the output the train step back-propagates.
-        grad: a fixed upstream gradient for that output.
-        on_features: for equivariant modules, ``x -> f(x)`` on features ``(..., in_rep.size)`` (``probe``
-            shaped), with ``in_rep`` and ``out_rep``; ``None`` for the plain baseline.
-    """
-
-    construct: Callable[[], nn.Module]
-    module: nn.Module
-    forward: Callable[[], torch.Tensor]
-    grad: torch.Tensor
-    on_features: Callable[[torch.Tensor], torch.Tensor] | None = None
-    probe: torch.Tensor | None = None
-    in_rep: Representation | None = None
-    out_rep: Representation | None = None
-
-    def train_step(self) -> None:
-        """``zero_grad(set_to_none=True)``, forward, backward of the fixed upstream gradient."""
-        self.module.zero_grad(set_to_none=True)
-        self.forward().backward(self.grad)
-
-    def eval_forward(self) -> torch.Tensor:
-        with torch.no_grad():
-            return self.forward()
-
-
-def make_case(
-    construct: Callable[[], nn.Module],
-    call: Callable[..., torch.Tensor],
-    inputs: tuple[torch.Tensor, ...],
-    *,
-    on_features: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-    probe: torch.Tensor | None = None,
-    reps: tuple[Representation, Representation] | None = None,
-) -> Case:
-    """Build the module (seeded) and wrap it with its inputs.
-
-    Args:
-        construct: zero-argument module factory.
-        call: ``call(module, *inputs)`` -> output tensor.
-        on_features: ``(module, x) -> f(x)`` for the equivariance check on ``probe``, with ``reps = (in, out)``.
-    """
-    torch.manual_seed(SEED)
-    module = construct()
-    forward = functools.partial(call, module, *inputs)
-    with torch.no_grad():
-        grad = torch.randn_like(forward())
-    # Warm both paths, since ``--quick`` times one call without warm-up: first calls initialise kernels lazily, and
-    # the first no-grad call builds a cached weight.
-    forward().backward(grad)
-    module.zero_grad(set_to_none=True)
-    features = None if on_features is None else functools.partial(on_features, module)
-    in_rep, out_rep = reps if reps is not None else (None, None)
-    return Case(construct, module, forward, grad, features, probe, in_rep, out_rep)
-
-
 @functools.lru_cache(maxsize=2)
 def case_for(suite: type[FamilySuite], params: tuple) -> Case:
     """The memoised case of one parameter combination (``NotImplementedError`` where it cannot run)."""
@@ -293,9 +219,13 @@ class FamilySuite(abc.ABC):
     def time_eval_forward(self, *params) -> None:
         self.case.eval_forward()
 
+    time_eval_forward.timer = CPU_TIMER
+
     @scoped(device="cpu", mode="train")
     def time_train_step(self, *params) -> None:
         self.case.train_step()
+
+    time_train_step.timer = CPU_TIMER
 
     @scoped(device="cpu", cold=True)
     def time_construction(self, *params) -> None:

@@ -2,10 +2,12 @@
 
     python benchmarks/agreement.py --asv results-quick/asv --family results-quick/linear_family
 
-The cells both measure are the CPU train step and eval forward of ``nn.Linear`` and ``eLinear`` (each strategy) at
-the same group, feature size D and batch B: asv's ``bench_linear.Linear.time_{train_step,eval_forward}`` and
-``linear_family.py``'s ``train_fwd_bwd``/``eval_fwd``. Both time the same calls (one torch thread, float32;
-``zero_grad(set_to_none=True)``, forward, ``backward`` of a fixed gradient; eval mode under ``no_grad``). Writes
+The cells both measure are the CPU train step and eval forward of ``nn.Linear``, ``eLinear`` (each strategy) and
+``escnn.nn.Linear`` at the same group, feature size D and batch B (both build them with ``cases.linear``): asv's
+``bench_linear.Linear.time_{train_step,eval_forward}`` and ``linear_family.py``'s ``train_fwd_bwd``/``eval_fwd``.
+Both time the same calls (one torch thread, float32; ``zero_grad(set_to_none=True)``, forward, ``backward`` of a
+fixed gradient with the input requiring grad; eval mode under ``no_grad``) with the same clock, the calling thread's
+CPU time (``_asv_common.CPU_TIMER``, ``linear_family.py --timer auto``). Writes
 ``agreement.md`` beside the family table; exits 1 (a loud failure) only when some cell differs by more than the
 tolerance (±25 % by default), 0 otherwise, also when the two runs share no cell (it says so). A module under
 ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
@@ -19,13 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-#: asv ``impl`` -> linear_family ``implementation``.
-IMPLS = {
-    "torch": "nn.Linear",
-    "isotypic_expansion/cached": "iso_cached",
-    "isotypic_expansion/uncached": "iso_uncached",
-    "memory_heavy/cached": "mh_cached",
-}
+#: asv ``impl`` -> linear_family ``implementation``: the same keys since both take their cells from ``cases.py``;
+#: runs of linear_family.py saved before that used the names on the right.
+OLD_FAMILY_KEYS = {"nn.Linear": "torch", "iso_cached": "isotypic_expansion/cached",
+                   "iso_uncached": "isotypic_expansion/uncached", "mh_cached": "memory_heavy/cached"}  # fmt: skip
 METRICS = {"time_train_step": "train_fwd_bwd", "time_eval_forward": "eval_fwd"}
 
 
@@ -37,9 +36,9 @@ def asv_cells(folder: Path) -> dict[tuple, float]:
             if (row["suite_file"], row["suite"]) != ("bench_linear", "Linear") or row["metric"] not in METRICS:
                 continue
             p = json.loads(row["params"])
-            if p.get("device") != "cpu" or row["status"] != "ok" or p["impl"] not in IMPLS:
+            if p.get("device") != "cpu" or row["status"] != "ok":
                 continue
-            key = (METRICS[row["metric"]], IMPLS[p["impl"]], p["group"], int(p["features"]), int(p["batch"]))
+            key = (METRICS[row["metric"]], p["impl"], p["group"], int(p["features"]), int(p["batch"]))
             cells[key] = float(row["value"]) * 1e3
     return cells
 
@@ -51,7 +50,8 @@ def family_cells(folder: Path) -> dict[tuple, float]:
         for row in csv.DictReader(f):
             if row["metric"] not in METRICS.values() or not row["value"]:
                 continue
-            key = (row["metric"], row["implementation"], row["group"], int(row["D_target"]), int(row["B"]))
+            impl = OLD_FAMILY_KEYS.get(row["implementation"], row["implementation"])
+            key = (row["metric"], impl, row["group"], int(row["D_target"]), int(row["B"]))
             cells[key] = float(row["value"])
     return cells
 

@@ -51,6 +51,9 @@ TITLES = {
     "track_cuda_forward_peak_bytes": "peak CUDA memory over an eval forward",
     "track_equivariance_error": "equivariance error (max relative, float32)",
 }
+#: What ``benchmarks/_asv_common.py`` sets as asv's ``timer`` (written into meta.json; older runs: wall clock).
+TIMER = ("the calling thread's CPU time (time.thread_time) for time_train_step and time_eval_forward, the wall clock "
+         "for time_construction")  # fmt: skip
 RAW_FIELDS = ["suite_file", "suite", "metric", "unit", "params", "value", "status", "q_25", "q_75", "repeat"]
 
 
@@ -178,6 +181,7 @@ def describe(result, results_dir: Path, out: Path = OUT) -> dict:
         "command": COMMAND.format(out=shown) if existing else f"asv run {result.commit_hash[:8]}^! && python "
         f"benchmarks/asv_tables.py --commit {result.commit_hash[:8]} --out {shown}",
         "rerender": f"python benchmarks/asv_tables.py --from-raw --out {shown}",
+        "timer": TIMER,
     }  # fmt: skip
 
 
@@ -313,7 +317,7 @@ def header(suite_file: str, meta: dict, rows: list[dict]) -> str:
         "`skipped`: asv skipped the cell (cannot run here), `failed`: asv recorded no value, `–`: no such cell.",
         meta.get("timing") or f"CPU times: one torch thread, float32, {per_cell} samples per cell (asv's "
         "calibrated timing) on a machine that may be shared; read single ratios as ±20 % and isolated outliers as "
-        "noise.",
+        f"noise. Clock: {meta.get('timer', 'wall clock (asv default)')}.",
     ])  # fmt: skip
 
 

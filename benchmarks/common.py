@@ -152,34 +152,61 @@ def _no_sync() -> None:
     pass
 
 
-def block_mean(fn: Callable[[], object], number: int, sync: Callable[[], None] = _no_sync) -> float:
+#: ``--timer`` -> (clock, description for table headers). ``thread`` counts only the calling thread's CPU time: with
+#: one torch thread every CPU op (the backward too) runs on it, and time the process spends waiting for a core
+#: while other processes run is left out, so ratios are far steadier on a loaded machine. It misses work on other
+#: threads and on a GPU, so ``auto`` takes it only on the CPU with one torch thread and the wall clock otherwise.
+CLOCKS: dict[str, tuple[Callable[[], float], str]] = {
+    "thread": (time.thread_time, "CPU time of the calling thread (time.thread_time)"),
+    "process": (time.process_time, "CPU time of the process, all threads (time.process_time)"),
+    "wall": (time.perf_counter, "wall clock (time.perf_counter)"),
+}
+TIMERS = ("auto", *CLOCKS)
+
+
+def resolve_timer(timer: str, device: str = "cpu", threads: int = 1) -> str:
+    """The clock ``--timer`` means for a run: ``auto`` is ``thread`` on the CPU with one torch thread, else ``wall``."""
+    if timer == "auto":
+        return "thread" if device == "cpu" and threads == 1 else "wall"
+    if timer not in CLOCKS:
+        raise ValueError(f"unknown timer {timer!r}; choose one of {', '.join(TIMERS)}")
+    if timer != "wall" and not device.startswith("cpu"):
+        raise ValueError(f"timer {timer!r} measures CPU time and misses GPU work; use --timer wall on {device}")
+    return timer
+
+
+def block_mean(fn: Callable[[], object], number: int, sync: Callable[[], None] = _no_sync,
+               clock: Callable[[], float] = time.perf_counter) -> float:  # fmt: skip
     """Mean seconds per call over ``number`` calls; ``sync`` waits for the device before each clock reading."""
     sync()
-    start = time.perf_counter()
+    start = clock()
     for _ in range(number):
         fn()
     sync()
-    return (time.perf_counter() - start) / number
+    return (clock() - start) / number
 
 
-def seconds_per_call(fn: Callable[[], object], sync: Callable[[], None] = _no_sync) -> float:
+def seconds_per_call(fn: Callable[[], object], sync: Callable[[], None] = _no_sync,
+                     clock: Callable[[], float] = time.perf_counter) -> float:  # fmt: skip
     """Warm up once, then estimate one call's duration with blocks doubling up to >= 5 ms (or 4096 calls)."""
     fn()
     number = 1
-    while (per_call := block_mean(fn, number, sync)) * number < 0.005 and number < 4096:
+    while (per_call := block_mean(fn, number, sync, clock)) * number < 0.005 and number < 4096:
         number *= 2
-    return per_call
+    return max(per_call, 1e-9)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: TimingBudget,
-                sync: Callable[[], None] = _no_sync) -> dict[str, list[float]]:  # fmt: skip
+                sync: Callable[[], None] = _no_sync,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:  # fmt: skip
     """Seconds per call of every implementation, one sample per round.
 
     Within a round the implementations alternate block by block (in an order rotated every round), so slow drifts
     of the machine hit all of them alike; a round's sample is its fastest block mean, as load from other processes
     only ever adds time. On a GPU, ``sync`` (``Placement.sync``) makes each block include its queued kernels.
+    ``clock`` reads the time (see :data:`CLOCKS`).
     """
-    per_call = {k: seconds_per_call(fn, sync) for k, fn in fns.items()}
+    per_call = {k: seconds_per_call(fn, sync, clock) for k, fn in fns.items()}
     blocks = {k: max(1, min(budget.blocks, int(budget.round_s / t))) for k, t in per_call.items()}
     number = {k: max(1, round(budget.round_s / (blocks[k] * t))) for k, t in per_call.items()}
     keys, samples = list(fns), {k: [] for k in fns}
@@ -191,7 +218,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: Timin
             for b in range(budget.blocks):
                 for k in order:
                     if b < blocks[k]:
-                        means[k].append(block_mean(fns[k], number[k], sync))
+                        means[k].append(block_mean(fns[k], number[k], sync, clock))
             for k in keys:
                 samples[k].append(min(means[k]))
     finally:
@@ -270,7 +297,7 @@ def page(header: str, meta: dict, sections: list[str], failures: list[str], chec
         verdict = "**Targets not checked:** they are CPU float32 targets; this run measured another device or dtype."
     if meta.get("partial"):
         verdict = "**Partial run:** it was cut short; only the cells below were measured.\n\n" + verdict
-    meta = {"hardware": "CPU", "dtype": "float32", **meta}  # runs saved before --device/--dtype existed
+    meta = {"hardware": "CPU", "dtype": "float32", "timer": CLOCKS["wall"][1], **meta}  # runs saved before the options
     return header.format(verdict=verdict, **meta) + "\n".join(sections)
 
 

@@ -1,14 +1,19 @@
-"""The eLinear family against ``torch.nn.Linear`` (CPU, 1 thread, float32 by default), written to a results table.
+"""The eLinear family and escnn.nn.Linear against ``torch.nn.Linear`` (CPU, 1 thread, float32 by default), written to
+a results table.
 
     python benchmarks/linear_family.py --profile quick --out results/linear_family   # measure, write all outputs
     python benchmarks/linear_family.py --from-raw --out results/linear_family        # re-render table.md only
     python benchmarks/linear_family.py --device cuda --dtype bfloat16 --profile short --out results/gpu/...
 
-Per group x feature size D x batch B: train forward+backward, eval forward (no_grad, cached weight), resident
-bytes (parameters + buffers) and cold construction time; plus the construction time and peak memory of the
-memory_heavy basis for D8 at D~256, in a fresh subprocess (CPU, float32 only). Baseline and candidates are timed
-interleaved, round by round in rotating order; each reports its median over rounds (on a GPU every timed block ends
-with a device synchronisation). The targets are CPU targets: checked for ``--device cpu --dtype float32`` only.
+Per group x feature size D x batch B: train forward+backward (the input requires grad), eval forward (no_grad,
+cached weight), resident bytes (parameters + buffers) and cold construction time, for eLinear under every basis
+expansion (``auto``, the default, as resolved per representation pair; ``orbit_gather``; ``isotypic_expansion``
+cached and uncached; ``memory_heavy``) and the peer ``escnn.nn.Linear``; plus the construction time and peak memory of
+the memory_heavy basis for D8 at D~256, in a fresh subprocess (CPU, float32 only). The cells are defined once in
+``cases.py`` (shared with the asv suite ``bench_linear.Linear``). Baseline and candidates are timed interleaved,
+round by round in rotating order; each reports its median over rounds (on a GPU every timed block ends with a device
+synchronisation); ``--timer`` picks the clock (default: CPU time of the calling thread on the CPU). The targets
+are CPU targets: checked for ``--device cpu --dtype float32`` only.
 ``table.md`` is rendered from ``raw.csv`` and ``meta.json`` only. A standalone script, not an asv suite: it defines
 no names asv would collect.
 """
@@ -25,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,16 +38,18 @@ import torch
 from torch import nn
 
 if __package__:  # imported as part of the benchmarks folder (asv discovery)
-    from . import common
+    from . import cases, common
 else:  # run as a script: benchmarks/ is sys.path[0]
+    import cases
     import common
 
-BASELINE = "nn.Linear"
-IMPLS = {  # key -> (basis_expansion_scheme, weight_cache, column label)
-    "iso_cached": ("isotypic_expansion", "cached", "isotypic (cached)"),
-    "iso_uncached": ("isotypic_expansion", "uncached", "isotypic (uncached)"),
-    "mh_cached": ("memory_heavy", "cached", "memory_heavy (cached)"),
-}
+BASELINE = cases.PLAIN
+#: candidate key (``cases.LINEAR_IMPLS``, the asv suite's ``impl`` values) -> column label
+IMPLS = {k: label for k, label in cases.LINEAR_IMPLS.items() if k != BASELINE}
+DEFAULT, PEER = "auto/cached", cases.PEER
+#: implementation keys of runs saved before cases.py (re-rendered with --from-raw)
+OLD_KEYS = {"nn.Linear": BASELINE, "iso_cached": "isotypic_expansion/cached",
+            "iso_uncached": "isotypic_expansion/uncached", "mh_cached": "memory_heavy/cached"}  # fmt: skip
 METRICS = {  # metric -> (unit, section title)
     "train_fwd_bwd": ("ms", "Train forward+backward, ratio to nn.Linear"),
     "eval_fwd": ("ms", "Eval forward (eval mode, no_grad), ratio to nn.Linear"),
@@ -52,10 +58,10 @@ METRICS = {  # metric -> (unit, section title)
 }
 # Speed targets are checked on the default eLinear; memory and construction on isotypic in both cache modes.
 TARGET_IMPLS = {
-    "train_fwd_bwd": ("iso_cached",),
-    "eval_fwd": ("iso_cached",),
-    "resident": ("iso_cached", "iso_uncached"),
-    "construction": ("iso_cached", "iso_uncached"),
+    "train_fwd_bwd": (DEFAULT,),
+    "eval_fwd": (DEFAULT,),
+    "resident": ("isotypic_expansion/cached", "isotypic_expansion/uncached"),
+    "construction": ("isotypic_expansion/cached", "isotypic_expansion/uncached"),
 }
 PROBE = ("D8", 256)  # memory_heavy construction probe: group, D_target; targets <= 3 s and peak <= 1.3x the basis
 PROBE_MAX_S, PROBE_MAX_PEAK = 3.0, 1.3
@@ -90,10 +96,16 @@ class Config:
     probe: str | None = None  # internal: "GROUP:D" builds one memory_heavy layer and prints JSON
     device: str = "cpu"
     dtype: str = "float32"
+    timer: str = "auto"
 
     @property
     def placement(self) -> common.Placement:
         return common.Placement(self.device, self.dtype)
+
+    @property
+    def clock(self) -> str:
+        """The resolved ``timer`` (one torch thread): a key of ``common.CLOCKS``."""
+        return common.resolve_timer(self.timer, self.device, 1)
 
     @property
     def checks_targets(self) -> bool:
@@ -101,7 +113,7 @@ class Config:
         return self.device == "cpu" and self.dtype == "float32"
 
     def command(self) -> str:
-        return common.command_line("linear_family.py", self, ("groups", "dims", "batches"))
+        return common.command_line("linear_family.py", self, ("groups", "dims", "batches", "timer"))
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -109,25 +121,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--dims", nargs="+", type=int, default=list(Config.dims), help="target feature sizes D")
     p.add_argument("--batches", nargs="+", type=int, default=list(Config.batches))
     p.add_argument("--probe", help=argparse.SUPPRESS)
+    p.add_argument("--timer", choices=common.TIMERS, default=Config.timer,
+                   help="clock of the timed blocks; auto: thread CPU time on the CPU, wall clock on a GPU")  # fmt: skip
     a = p.parse_args(argv)
     return Config(a.profile, a.out, a.from_raw, tuple(a.groups), tuple(a.dims), tuple(a.batches), a.probe, a.device,
-                  a.dtype)  # fmt: skip
+                  a.dtype, a.timer)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- building
-def build(impl: str, rep, device: str = "cpu") -> nn.Module:
-    """Build one implementation from cold on ``device``: memoised decompositions and Hom spaces are forgotten first."""
-    if impl == BASELINE:
-        return nn.Linear(rep.size, rep.size, device=device)
-    import symm_layers.basis.space as space
-    import symm_layers.reps as reps
-    from symm_layers import eLinear
-
-    for memo in (getattr(reps, "_decompose", None), getattr(space, "_hom_space", None)):
-        if hasattr(memo, "cache_clear"):
-            memo.cache_clear()
-    scheme, cache, _ = IMPLS[impl]
-    return eLinear(rep, rep, basis_expansion_scheme=scheme, weight_cache=cache, device=device)
+def build(impl: str, group: str, d_target: int, place: common.Placement) -> nn.Module:
+    """Build one implementation from cold: symm_layers' memoised decompositions and Hom spaces are forgotten first
+    (escnn's own caches are not)."""
+    cases.clear_layer_memos()
+    subject = cases.linear(impl, group, d_target, device=place.device, dtype=place.torch_dtype)
+    return subject.construct()
 
 
 def resident_bytes(m: nn.Module) -> int:
@@ -177,27 +184,6 @@ def run_probe(spec: str) -> None:
     )
 
 
-# ----------------------------------------------------------------------------------------------- timing
-def train_step(m: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
-    """One training call: ``zero_grad(set_to_none=True)``, forward, backward of a fixed upstream gradient."""
-
-    def step() -> None:
-        m.zero_grad(set_to_none=True)
-        m(x).backward(grad)
-
-    return step
-
-
-def eval_forward(m: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """One inference call under ``torch.no_grad()`` (the module is put in eval mode by the caller)."""
-
-    def forward() -> torch.Tensor:
-        with torch.no_grad():
-            return m(x)
-
-    return forward
-
-
 # ----------------------------------------------------------------------------------------------- measuring
 def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
     """Every metric of one (group, D) for every implementation, as long-form rows."""
@@ -227,8 +213,8 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
         )
 
     for impl in [BASELINE, *IMPLS]:
-        if impl == "mh_cached":  # a stack of dim x D x D floats: never start a build under the limit but over RAM
-            stack = modules["iso_cached"].basis.dim * d * d * 4
+        if impl == "memory_heavy/cached":  # a stack of dim x D x D floats: never start a build over free RAM
+            stack = modules[DEFAULT].basis.dim * d * d * 4
             free = proc_bytes("/proc/meminfo", "MemAvailable")
             if place.device.startswith("cuda"):
                 free = min(free, torch.cuda.mem_get_info(torch.device(place.device))[0])
@@ -238,13 +224,13 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
         torch.manual_seed(0)
         start = time.perf_counter()
         try:
-            modules[impl] = place.module(build(impl, rep, place.device))
+            modules[impl] = place.module(build(impl, group, d_target, place))
             place.sync()
-        except ValueError as err:
-            if "over the limit" not in str(err):
-                raise
-            notes[impl] = "refused (over limit)"
+        except ValueError as err:  # a strategy that refuses this representation or size says why
+            notes[impl] = "refused (over limit)" if "over the limit" in str(err) else f"refused ({err})"
             continue
+        if impl == DEFAULT:
+            notes[impl] = f"resolved to {modules[impl].basis.basis_expansion}"
         static["construction"][impl] = time.perf_counter() - start
         static["resident"][impl] = resident_bytes(modules[impl])
     for metric, values in static.items():
@@ -252,19 +238,22 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
             add("-", impl, metric, values.get(impl), values[BASELINE])
     common.log(f"[{group} D={d}] built {', '.join(modules)} " + " ".join(f"({k}: {v})" for k, v in notes.items()))
 
+    clock = common.CLOCKS[cfg.clock][0]
     for batch in cfg.batches:
-        gen = torch.Generator().manual_seed(batch)
-        x, grad = (place.tensor(torch.randn(batch, d, generator=gen)) for _ in range(2))
+        timed = {}
+        for k, m in modules.items():
+            subject = cases.linear(k, group, d_target, device=place.device, dtype=place.torch_dtype)
+            timed[k] = subject.case(batch, device=place.device, dtype=place.torch_dtype, module=m)
         for metric in ("train_fwd_bwd", "eval_fwd"):
             training = metric == "train_fwd_bwd"
             fns = {}
-            for k, m in modules.items():
-                m.train(training)
-                fns[k] = train_step(m, x, grad) if training else eval_forward(m, x)
+            for k, case in timed.items():
+                case.module.train(training)
+                fns[k] = case.train_step if training else case.eval_forward
             stable = not training and d_target >= 256 and batch == 256
             budget = PROFILES[cfg.profile]
             rounds = budget.stable_rounds if stable else budget.rounds
-            samples = common.interleaved(fns, rounds, budget, place.sync)
+            samples = common.interleaved(fns, rounds, budget, place.sync, clock)
             ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
             for impl in [BASELINE, *IMPLS]:  # spread: of the baseline's samples, of a candidate's per-round ratios
                 paired = [t / b for t, b in zip(samples.get(impl, []), samples[BASELINE], strict=False)]
@@ -299,7 +288,7 @@ def measure_probe(runs: int) -> list[dict]:
         "D_target": d_target,
         "D": results[0]["D"],
         "B": "-",
-        "implementation": "mh_cached",
+        "implementation": "memory_heavy/cached",
         "baseline": None,
         "rounds": runs,
         "note": "fresh subprocess",
@@ -317,7 +306,7 @@ def measure_probe(runs: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-HEADER = """# eLinear family vs torch.nn.Linear
+HEADER = """# eLinear family and escnn.nn.Linear vs torch.nn.Linear
 
 {verdict}
 
@@ -325,13 +314,19 @@ HEADER = """# eLinear family vs torch.nn.Linear
 - torch {torch}, escnn {escnn}, python {python}; commit `{commit}`
 - date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}
 - regenerate: `{command}`; re-render this table only: `python benchmarks/linear_family.py --from-raw --out {out}`
+- timer: {timer}
 - timing: nn.Linear and the candidates alternate block by block in interleaved rounds (order rotated every round);
   a round's sample is its fastest block; each implementation reports its median over rounds, and ratio =
   candidate median / nn.Linear median. CPU share = process CPU time / wall time over the grid (below ~95%: other
-  processes competed for the cores, so timings are noisier). Ratio IQR = relative
-  interquartile range of the per-round ratios of isotypic (cached): the noise of its ratio. Train =
-  `zero_grad(set_to_none=True); m(x).backward(g)` with a fixed random g; eval = `m.eval()`, `torch.no_grad()`.
-- speed targets (CPU, float32 only) are checked on the default eLinear (isotypic, cached); memory and construction on
+  processes competed for the cores; the thread CPU-time timer leaves their share out, the wall clock does not).
+  Ratio IQR = relative interquartile range of the per-round ratios of the default eLinear (`auto`): the noise of its
+  ratio. Train = `zero_grad(set_to_none=True)`, input `.grad` cleared, `m(x).backward(g)` with a fixed random g and
+  the input requiring grad; eval = `m.eval()`, `torch.no_grad()`. Cells are defined once in `benchmarks/cases.py`.
+- columns: eLinear under each basis expansion (`auto` is the default, resolved per representation pair: the
+  strategy it chose is in raw.csv's note), escnn.nn.Linear (escnn {escnn}, `FieldType` of regular representations
+  over `no_base_space(G)`, inputs wrapped in `GeometricTensor`), all as ratios to nn.Linear from the same rounds;
+  `auto / escnn` = eLinear auto's median over escnn's (below 1: ahead of escnn).
+- speed targets (CPU, float32 only) are checked on the default eLinear (`auto`, cached); memory and construction on
   isotypic in both cache modes. refused = memory_heavy basis over its 2 GiB limit; skipped = not enough free RAM to
   build it.
 
@@ -355,6 +350,7 @@ def metric_table(raw: pd.DataFrame, metric: str, failures: list[str], check: boo
     """Rows (group, D[, B]), one column per implementation, with the verdict on the target."""
     unit, suffix = (" s", "") if metric == "construction" else ("×", "×")
     data = raw[raw.metric == metric].assign(b_num=lambda t: pd.to_numeric(t.B, errors="coerce").fillna(0))
+    data = data.assign(implementation=data.implementation.replace(OLD_KEYS))
     out = []
     for _, cell in data.groupby(["group_order", "D", "b_num"], sort=True):
         vals = cell.set_index("implementation")
@@ -362,22 +358,34 @@ def metric_table(raw: pd.DataFrame, metric: str, failures: list[str], check: boo
         r = {"group": cell.group.iloc[0], "D": int(cell.D.iloc[0])}
         if batch != "-":
             r["B"] = int(batch)
-        r[BASELINE] = {"ms": f"{base:.4f} ms", "bytes": f"{base / 1024:.1f} KiB", "s": f"{base:.4f}"}[
-            METRICS[metric][0]
-        ]
+        r[cases.LINEAR_IMPLS[BASELINE]] = {
+            "ms": f"{base:.4f} ms",
+            "bytes": f"{base / 1024:.1f} KiB",
+            "s": f"{base:.4f}",
+        }[METRICS[metric][0]]
         ratios = {}
-        for k, (_, _, label) in IMPLS.items():
+        for k, label in IMPLS.items():
+            if k not in vals.index:  # a run saved before this implementation was measured
+                continue
             if pd.isna(vals.loc[k, "value"]):
                 r[label] = str(vals.loc[k, "note"]).split(" (")[0] if pd.notna(vals.loc[k, "note"]) else "—"
                 continue
             ratios[k] = vals.loc[k, "value"] / (1.0 if metric == "construction" else base)
             r[label] = f"{ratios[k]:.3f}{suffix}"
         if metric in ("train_fwd_bwd", "eval_fwd"):
-            r["ratio IQR"] = f"{100 * vals.loc['iso_cached', 'spread']:.1f}%"
+            if DEFAULT in ratios and PEER in ratios:
+                r["auto / escnn"] = f"{ratios[DEFAULT] / ratios[PEER]:.3f}×"
+            noted = DEFAULT if DEFAULT in ratios else "isotypic_expansion/cached"
+            r["ratio IQR"] = f"{100 * vals.loc[noted, 'spread']:.1f}%" if noted in ratios else "—"
         target = target_for(metric, int(cell.D_target.iloc[0]), batch) if check else None
         r["target"], r["verdict"] = ("—", "—") if target is None else (f"≤ {target:g}{unit}", "pass")
-        if target is not None and max(ratios[k] for k in TARGET_IMPLS[metric]) > target:
-            worst = max(ratios[k] for k in TARGET_IMPLS[metric])
+        checked = [ratios[k] for k in TARGET_IMPLS[metric] if k in ratios]
+        if metric in ("train_fwd_bwd", "eval_fwd") and DEFAULT not in ratios:  # runs saved before "auto" existed
+            checked = [ratios[k] for k in ("isotypic_expansion/cached",) if k in ratios]  # the default back then
+        if target is not None and not checked:
+            r["verdict"] = "not measured"
+        elif target is not None and max(checked) > target:
+            worst = max(checked)
             r["verdict"] = "FAIL"
             where = f"{r['group']} D={r['D']}" + (f" B={r['B']}" if "B" in r else "")
             failures.append(f"{metric} {where}: {worst:.3f}{unit} (target ≤ {target:g}{unit})")
@@ -420,6 +428,7 @@ def probe_table(raw: pd.DataFrame, failures: list[str]) -> pd.DataFrame | None:
 
 def render(out: Path) -> str:
     raw = pd.read_csv(out / "raw.csv", dtype={"B": str, "note": str})
+    raw["implementation"] = raw.implementation.replace(OLD_KEYS)
     meta = json.loads((out / "meta.json").read_text())
     failures: list[str] = []
     check = meta.get("device", "cpu") == "cpu" and meta.get("dtype", "float32") == "float32"
@@ -447,6 +456,7 @@ def main(argv: list[str] | None = None) -> None:
         return run_probe(cfg.probe)
     if not cfg.from_raw:
         torch.set_num_threads(1)
+        common.log(f"timer: {common.CLOCKS[cfg.clock][1]}")
         cfg.placement.apply_precision()
         start, cpu_start, rows = time.perf_counter(), time.process_time(), []
         for group in cfg.groups:
@@ -457,13 +467,13 @@ def main(argv: list[str] | None = None) -> None:
                 partial = common.collect_meta(
                     cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
                 )
-                common.save_run(cfg.out, rows, {**partial, "partial": True})  # kept if the run is cut short
+                timer = common.CLOCKS[cfg.clock][1]
+                common.save_run(cfg.out, rows, {**partial, "timer": timer, "partial": True})  # kept if cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)  # of the grid, not the probe
         if cfg.checks_targets:  # the probe measures host memory of a CPU float32 build
             rows += measure_probe(PROFILES[cfg.profile].probe_runs)
-        common.save_run(
-            cfg.out, rows, common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
-        )
+        meta = common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
+        common.save_run(cfg.out, rows, {**meta, "timer": common.CLOCKS[cfg.clock][1]})
     (cfg.out / "table.md").write_text(render(cfg.out))
     common.log(f"wrote {cfg.out / 'table.md'}")
 

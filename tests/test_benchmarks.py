@@ -1,0 +1,89 @@
+"""The benchmark definitions run and render: shared cases (escnn peer included), decision maps, their advice.
+
+No timing is asserted: the figures of a smoke run mean nothing; only that every cell runs and renders.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmarks import cases, decision_advice
+from symm_layers.testing import equivariance_error
+
+
+def test_escnn_peer_case_is_equivariant():
+    case = cases.linear(cases.PEER, "C8", 16).case(4)
+    case.module.eval()
+    err = equivariance_error(case.on_features, case.in_rep, case.out_rep, case.probe)
+    assert err.max_rel < 1e-4
+
+
+def test_escnn_peer_train_step_reaches_input_and_parameters():
+    case = cases.linear(cases.PEER, "C8", 16).case(4)
+    case.module.train()
+    case.train_step()
+    assert case.leaves[0].grad is not None
+    assert all(p.grad is not None for p in case.module.parameters() if p.requires_grad)
+
+
+def test_linear_cases_share_inputs_across_implementations():
+    x_plain = cases.linear(cases.PLAIN, "C8", 16).case(4).leaves[0]
+    x_peer = cases.linear(cases.PEER, "C8", 16).case(4).leaves[0]
+    torch.testing.assert_close(x_plain, x_peer)
+
+
+def test_orbit_gather_refuses_a_sum_of_irreps():
+    with pytest.raises(ValueError, match="permutation"):
+        cases.linear("orbit_gather/cached", "D8-irreps", 20).construct()
+
+
+def _raw(cells: dict[tuple[int, int], dict[str, float]]) -> pd.DataFrame:
+    """A synthetic decision-map raw frame: ``(D, rows) -> {candidate: ratio}``, control at 1."""
+    rows = []
+    for (d, n), ratios in cells.items():
+        base = {"axis": "basis_expansion", "layer": "linear", "group": "C8", "D": d, "rows": n, "threads": 1,
+                "mode": "train", "status": "ok", "note": "", "ratio_q25": 0.99, "ratio_q75": 1.01}  # fmt: skip
+        rows.append({**base, "candidate": "baseline", "role": "baseline", "ratio": 1.0})
+        rows.append({**base, "candidate": "control", "role": "control", "ratio": 1.0})
+        rows += [{**base, "candidate": c, "role": "candidate", "ratio": r} for c, r in ratios.items()]
+    return pd.DataFrame(rows)
+
+
+def test_recommendation_names_where_the_answer_flips():
+    fast_small = {"orbit_gather": 1.0, "isotypic_expansion": 2.0}
+    fast_large = {"orbit_gather": 2.0, "isotypic_expansion": 1.0}
+    raw = _raw({(64, 8): fast_small, (64, 512): fast_small, (256, 8): fast_small, (256, 512): fast_small,
+                (1024, 8): fast_large, (1024, 512): fast_large})  # fmt: skip
+    advice = decision_advice.recommendations(raw)["basis_expansion"]
+    assert advice.recommendation == "orbit_gather"
+    assert advice.flips == ["isotypic_expansion wins for D = 1024 at every rows (C8; linear; train; 1 thread)"]
+
+
+def test_margin_within_the_control_noise_is_a_tie():
+    raw = _raw({(64, 8): {"orbit_gather": 1.0, "isotypic_expansion": 1.005}})
+    assert decision_advice.winners(raw).winner.tolist() == [decision_advice.TIE]
+
+
+@pytest.mark.slow
+def test_decision_maps_smoke_profile_runs_and_renders(tmp_path):
+    from benchmarks import decision_maps
+
+    decision_maps.main(["--profile", "smoke", "--out", str(tmp_path)])
+    raw = pd.read_csv(tmp_path / "raw.csv")
+    refused = raw[(raw.status == "refused") & (raw.candidate == "orbit_gather")]
+    assert set(refused.group) == {"D8-irreps"}
+    assert (tmp_path / "basis_expansion.png").exists() and (tmp_path / "norm_affine.png").exists()
+    assert "## Advice" in (tmp_path / "table.md").read_text()
+    decision_maps.main(["--from-raw", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_linear_family_table_has_the_escnn_column(tmp_path):
+    from benchmarks import linear_family
+
+    linear_family.main(["--profile", "smoke", "--groups", "C8", "--dims", "16", "--batches", "4", "--out",
+                        str(tmp_path)])  # fmt: skip
+    table = (tmp_path / "table.md").read_text()
+    assert "escnn.nn.Linear" in table and "auto / escnn" in table and "eLinear orbit_gather" in table
