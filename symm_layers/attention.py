@@ -17,7 +17,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
 
-from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from ._types import BasisExpansionScheme, InitScheme, Layout, WeightCacheMode
+from .layout import check_layout, spectral_representation
 from .linear import InvariantSubspace, eLinear
 from .module import EquivariantModule
 from .positional import AbsolutePositions, NoPositions, RelativePositions
@@ -286,6 +287,9 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         bias: invariant biases in both projections, initialised to zero as torch does.
         basis_expansion_scheme, weight_cache: of the :class:`eLinear` projections.
         init_scheme: of the projection weights; ``None`` skips it (checkpoint loading).
+        layout: ``"spatial"`` or ``"spectral"`` (features ``Q^T x``, see :mod:`symm_layers.layout`): logits
+            ``<q, k>`` do not change under the orthogonal ``Q``; heads are then contiguous slices of spectral
+            coordinates holding whole irrep copies (for direct sums, the same heads as in the spatial layout).
 
     Shape:
         ``(B, T_q, D), (B, T_k, D), (B, T_k, D) -> (B, T_q, D)``; see :meth:`_AttentionCore.forward`.
@@ -316,16 +320,20 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         init_scheme: InitScheme | None = "xavier_uniform",
+        layout: Layout = "spatial",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
+        self.layout = check_layout(layout)
         check_representations(type(self).__name__, in_rep=in_rep)
-        _check_num_heads(in_rep.size, num_heads, in_rep)
+        # In the spectral layout heads are contiguous slices of spectral coordinates: whole irrep copies.
+        _check_num_heads(in_rep.size, num_heads, in_rep if layout == "spatial" else spectral_representation(in_rep))
         self._init_core(in_rep.size, num_heads, dropout, bias, device, dtype)
         self.in_rep = self.out_rep = in_rep
         self.init_scheme = init_scheme
-        options = dict(bias=bias, init_scheme=None, basis_expansion_scheme=basis_expansion_scheme, **self._factory)
+        options = dict(bias=bias, init_scheme=None, basis_expansion_scheme=basis_expansion_scheme, layout=layout)
+        options.update(self._factory)
         stacked = directsum([in_rep] * 3, name=f"3x{in_rep.name}")
         self.in_proj = eLinear(in_rep, stacked, weight_cache=weight_cache, **options)
         self.out_proj = eLinear(in_rep, in_rep, weight_cache=weight_cache, **options)
@@ -343,7 +351,7 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
 
     def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module):
         """Self-attention ``call(x, x, x)[0]`` on ``(batch_size, seq_len, D)`` tokens."""
-        return (lambda x: call(x, x, x)[0]), self.in_rep, self.out_rep, (batch_size, seq_len)
+        return (lambda x: call(x, x, x)[0]), *self.feature_reps(), (batch_size, seq_len)
 
     def _check_features(self, x: torch.Tensor, what: str) -> None:
         if x.shape[-1] != self.embed_dim:
@@ -361,7 +369,8 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         return plain.train(self.training)
 
     def extra_repr(self) -> str:
-        return f"in_rep={self.in_rep.name}[{self.embed_dim}], num_heads={self.num_heads}, dropout={self.dropout}"
+        text = f"in_rep={self.in_rep.name}[{self.embed_dim}], num_heads={self.num_heads}, dropout={self.dropout}"
+        return text + (f", layout={self.layout}" if self.layout != "spatial" else "")
 
 
 class eAbsolutePositionalAttention(eMultiheadAttention):
@@ -380,7 +389,7 @@ class eAbsolutePositionalAttention(eMultiheadAttention):
 
     def __init__(self, in_rep: Representation, num_heads: int, max_positions: int, *args, **kwargs) -> None:
         super().__init__(in_rep, num_heads, *args, **kwargs)
-        subspace = InvariantSubspace(in_rep, **self._factory)
+        subspace = InvariantSubspace(in_rep, layout=self.layout, **self._factory)
         if subspace.dim == 0:
             raise ValueError(
                 f"in_rep '{in_rep.name}' has no trivial irrep, so no position embedding is invariant; add a trivial "

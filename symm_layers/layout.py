@@ -15,7 +15,7 @@ from escnn.group import Representation
 
 from ._constants import ConstantsModule
 from .change_of_basis import StructuredChangeOfBasis
-from .reps import decompose
+from .reps import IsotypicDecomposition, decompose
 
 LAYOUTS = ("spatial", "spectral")
 
@@ -36,15 +36,21 @@ def spectral_representation(rep: Representation) -> Representation:
 class SpectralCoordinates(ConstantsModule):
     """Map features of ``rep`` between the spatial and the spectral layout (``O(D * s)`` per vector)."""
 
-    def __init__(self, rep: Representation, *, device=None, dtype=None) -> None:
+    def __init__(self, rep: Representation | IsotypicDecomposition, *, device=None, dtype=None) -> None:
         super().__init__()
-        self.rep = rep
-        self.change = StructuredChangeOfBasis(decompose(rep), device=device, dtype=dtype)
+        decomposition = rep if isinstance(rep, IsotypicDecomposition) else decompose(rep)
+        self.size = decomposition.size
+        self.change = StructuredChangeOfBasis(decomposition, device=device, dtype=dtype)
+        self.block_size = max((b.basis.shape[0] for b in decomposition.blocks if not b.is_identity), default=0)
         position = self.change.local_position
-        self.is_ordered = bool(np.array_equal(position, np.arange(rep.size)))
+        self.is_ordered = bool(np.array_equal(position, np.arange(self.size)))
         if not self.is_ordered:
             self.register_constant("spectral_of_local", position, device=device)
             self.register_constant("local_of_spectral", np.argsort(position), device=device)
+
+    @classmethod
+    def from_decomposition(cls, decomposition: IsotypicDecomposition, **factory) -> SpectralCoordinates:
+        return cls(decomposition, **factory)
 
     def to_spectral(self, x: torch.Tensor) -> torch.Tensor:
         """``Q^T x`` along the last dimension."""

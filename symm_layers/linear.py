@@ -22,7 +22,7 @@ from ._types import (
     WeightCacheMode,
 )
 from .basis import GroupHomomorphismBasis
-from .basis.spectral import SpectralGather
+from .basis.spectral import FoldedGather, SpectralGather
 from .cache import resolve_weight_cache
 from .change_of_basis import StructuredChangeOfBasis
 from .layout import check_layout
@@ -187,7 +187,9 @@ class eLinear(EquivariantModule):
         layout: ``"spatial"`` (default: features in the representations' own bases) or ``"spectral"`` (features
             ``Q^T x`` in spectral coordinates, see :mod:`symm_layers.layout`): the weight is then
             ``W_spec = Q_out^T W Q_in``, formed by one gather for any representation; the same DoFs give the same
-            map in both layouts. ``weight`` and ``export()`` act in the layer's layout.
+            map in both layouts. ``weight`` and ``export()`` act in the layer's layout. A pair ``(in_layout,
+            out_layout)`` mixes them, with the change of basis folded into the weight (e.g. spectral features into
+            a regular hidden representation before a pointwise activation).
         path_normalization: ``None`` (default): each isotypic block (path) gets the variance of torch's
             ``init_scheme``. ``"element"``, ``"path"`` or a float in ``[0, 1]``: e3nn's normalisation, block ``k``
             gets variance ``alpha_k = d_k / (m_in,k e_k)`` so every output component has unit variance for
@@ -250,7 +252,9 @@ class eLinear(EquivariantModule):
         super().__init__()
         check_representations(type(self).__name__, in_rep=in_rep, out_rep=out_rep)
         check_same_group(in_rep, out_rep)
-        self.layout = check_layout(layout)
+        self.in_layout, self.out_layout = (layout, layout) if isinstance(layout, str) else tuple(layout)
+        check_layout(self.in_layout), check_layout(self.out_layout)
+        self.layout = layout if isinstance(layout, str) else (self.in_layout, self.out_layout)
         check_path_normalization(path_normalization)
         check_channels(channel_in, channel_out, weights_per_channel, num_indexed_weights, external_weights)
         self.in_rep, self.out_rep = in_rep, out_rep
@@ -283,7 +287,7 @@ class eLinear(EquivariantModule):
             self.weight_dof = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
         self.bias_module = (
             InvariantBias(
-                out_rep, weight_cache=weight_cache, init_scheme=None, layout=layout, device=device, dtype=dtype
+                out_rep, weight_cache=weight_cache, init_scheme=None, layout=self.out_layout, device=device, dtype=dtype
             )
             if bias
             else None
@@ -301,10 +305,13 @@ class eLinear(EquivariantModule):
         # state_dict see the same objects. Parameters are read at call time from the modules' current _parameters
         # dicts (torch.export and torch.func swap those dicts, so a stored reference to one would go stale).
         # The map applied to features: the basis strategy's W (spatial), or W_spec = Q_out^T W Q_in (spectral).
-        if layout == "spatial":
+        if self.in_layout == self.out_layout == "spatial":
             self.__dict__["feature_map"] = self.basis.strategy  # the same module: not registered a second time
-        else:
+        elif self.in_layout == self.out_layout:
             self.feature_map = SpectralGather(self.basis.space, device=device, dtype=dtype)
+        else:
+            layouts = (self.in_layout, self.out_layout)
+            self.feature_map = FoldedGather(self.basis.space, *layouts, device=device, dtype=dtype)
         self.__dict__["_call_parts"] = (self.feature_map, self.weight_cache, bias_parts)
         if init_scheme is not None:
             self.reset_parameters(init_scheme)

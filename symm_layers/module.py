@@ -93,7 +93,21 @@ class EquivariantModule(ConstantsModule):
 
     def _equivariance_probe(self, batch_size: int, seq_len: int, call: nn.Module) -> Probe:
         """What to check: ``call`` on ``(batch_size, seq_len, in_rep.size)`` features, ``in_rep -> out_rep``."""
-        return call, self.in_rep, self.out_rep, (batch_size, seq_len)
+        return call, *self.feature_reps(), (batch_size, seq_len)
+
+    def feature_reps(self) -> tuple[Representation, Representation]:
+        """The representations acting on this module's input and output features, in its layout.
+
+        ``in_rep``/``out_rep`` in the spatial layout; in the spectral layout (:mod:`symm_layers.layout`) the same
+        irreps with an identity change of basis.
+        """
+        from .layout import spectral_representation
+
+        layout = getattr(self, "layout", "spatial")
+        in_layout, out_layout = (layout, layout) if isinstance(layout, str) else layout
+        in_rep = self.in_rep if in_layout == "spatial" else spectral_representation(self.in_rep)
+        out_rep = self.out_rep if out_layout == "spatial" else spectral_representation(self.out_rep)
+        return in_rep, out_rep
 
     def check_features(self, x: torch.Tensor, rep: Representation | None = None, what: str = "input") -> None:
         rep = self.in_rep if rep is None else rep

@@ -410,13 +410,16 @@ def _norm_classes(name: str) -> tuple[type[nn.Module], type[nn.Module]]:
 
 
 def build_norm(
-    name: NormModule, in_rep: Representation, eps: float, *, affine: str = "isotypic", device=None, dtype=None
-) -> nn.Module:
-    """The equivariant normalisation called ``name`` for features of ``in_rep`` (``affine``: see eRMSNorm)."""
+    name: NormModule, in_rep: Representation, eps: float, *, affine: str = "isotypic", layout: str = "spatial",
+    device=None, dtype=None,
+) -> nn.Module:  # fmt: skip
+    """The equivariant normalisation called ``name`` for features of ``in_rep`` (``affine``, ``layout``: eRMSNorm)."""
     cls = _norm_classes(name)[0]
     if cls is eBatchNorm:  # batch norm's affine is per irrep copy already
+        if layout != "spatial":
+            raise ValueError("norm_module='batchnorm' supports layout='spatial' only; use 'rmsnorm' or 'layernorm'")
         return cls(in_rep, eps=eps, device=device, dtype=dtype)
-    return cls(in_rep, eps=eps, affine=affine, device=device, dtype=dtype)
+    return cls(in_rep, eps=eps, affine=affine, layout=layout, device=device, dtype=dtype)
 
 
 def build_plain_norm(name: NormModule, size: int, eps: float, *, device=None, dtype=None) -> nn.Module:

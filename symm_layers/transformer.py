@@ -15,9 +15,10 @@ import torch
 from escnn.group import Representation
 from torch import nn
 
-from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from ._types import BasisExpansionScheme, InitScheme, Layout, WeightCacheMode
 from .activations import Activation, make_activation, regular_copies
 from .attention import MultiheadAttention
+from .layout import SpectralCoordinates, check_layout, spectral_representation
 from .linear import eLinear
 from .module import EquivariantModule, check_module_equivariance
 from .normalization import build_norm, build_plain_norm
@@ -145,15 +146,29 @@ def _plain_parts(d_model, dim_feedforward, norm_module, layer_norm_eps, bias, co
     return linear1, linear2, norms
 
 
-def _equivariant_parts(in_rep, count, *, dim_feedforward, norm_module, layer_norm_eps, bias, norm_affine, device,
-                       dtype, **linear_options):  # fmt: skip
-    """Feed-forward eLinear maps through a regular hidden rep, and ``count`` equivariant norms."""
+def _equivariant_parts(in_rep, count, *, dim_feedforward, norm_module, layer_norm_eps, bias, norm_affine, layout,
+                       device, dtype, **linear_options):  # fmt: skip
+    """Feed-forward eLinear maps through a regular hidden rep, and ``count`` equivariant norms.
+
+    The hidden features stay in the regular representation's own (permutation) basis, where the pointwise
+    activation acts; in the spectral layout the change of basis is folded into the two maps' weights.
+    """
     factory = {"device": device, "dtype": dtype}
     hidden = regular_hidden_rep(in_rep, dim_feedforward)
-    linear1 = eLinear(in_rep, hidden, bias=bias, **linear_options, **factory)
-    linear2 = eLinear(hidden, in_rep, bias=bias, **linear_options, **factory)
-    norms = [build_norm(norm_module, in_rep, layer_norm_eps, affine=norm_affine, **factory) for _ in range(count)]
+    linear1 = eLinear(in_rep, hidden, bias=bias, layout=(layout, "spatial"), **linear_options, **factory)
+    linear2 = eLinear(hidden, in_rep, bias=bias, layout=("spatial", layout), **linear_options, **factory)
+    norm_options = {"affine": norm_affine, "layout": layout, **factory}
+    norms = [build_norm(norm_module, in_rep, layer_norm_eps, **norm_options) for _ in range(count)]
     return linear1, linear2, norms
+
+
+def _check_attention_layout(attn: nn.Module, layout: str, what: str) -> None:
+    got = getattr(attn, "layout", "spatial")
+    if got != layout:
+        raise ValueError(
+            f"{what} works in layout {got!r} but the layer in {layout!r}; build it with "
+            f"eMultiheadAttention(in_rep, num_heads, layout={layout!r})"
+        )
 
 
 _PART_OPTIONS = (
@@ -167,6 +182,7 @@ _PART_OPTIONS = (
     "init_scheme",
     "basis_expansion_scheme",
     "weight_cache",
+    "layout",
 )
 
 
@@ -236,6 +252,11 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         basis_expansion_scheme, weight_cache: strategies of the feed-forward :class:`eLinear` maps.
         norm_affine: ``"isotypic"`` (per-irrep-copy scales) or ``"diagonal"`` (orbit-constant, permutation
             representations only, fused into torch's norm kernels); see :class:`~symm_layers.eRMSNorm`.
+        layout: ``"spatial"`` or ``"spectral"``: the layout of ``src`` and the output, and of the residual stream
+            (:mod:`symm_layers.layout`). Spectral: the norms' per-irrep affine is fused into torch's kernels, the
+            attention (built with the same layout) works on spectral features, and the change of basis into the
+            regular hidden representation is folded into the feed-forward weights. Wrap a stack of spectral layers
+            in :class:`TransformerStack` to keep its inputs and outputs in ``in_rep``'s own basis.
 
     Shape:
         ``src``: ``(B, T, D)`` -> ``(B, T, D)``.
@@ -259,11 +280,14 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         norm_affine: str = "isotypic",
+        layout: Layout = "spatial",
     ) -> None:
         super().__init__()
         check_representations(type(self).__name__, in_rep=in_rep)
         self.in_rep = self.out_rep = in_rep
+        self.layout = check_layout(layout)
         check_part(in_rep, self_attn, "self_attn", "eMultiheadAttention(in_rep, num_heads)")
+        _check_attention_layout(self_attn, layout, "self_attn")
         linear1, linear2, norms = _equivariant_parts(in_rep, 2, **_part_options(locals()))
         self._init_parts(self_attn, linear1, linear2, *norms, make_activation(activation), dropout, norm_first)
 
@@ -343,6 +367,7 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         weight_cache: WeightCacheMode = "cached",
         norm_affine: str = "isotypic",
         multihead_attn: nn.Module | None = None,
+        layout: Layout = "spatial",
     ) -> None:
         if (cross_attn is None) == (multihead_attn is None):
             raise TypeError("eTransformerDecoderLayer takes the cross-attention once: cross_attn= or multihead_attn=")
@@ -352,6 +377,9 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         self.in_rep = self.out_rep = in_rep
         check_part(in_rep, self_attn, "self_attn", "eMultiheadAttention(in_rep, num_heads)")
         check_part(in_rep, cross_attn, "cross_attn", "eMultiheadAttention(in_rep, num_heads)")
+        self.layout = check_layout(layout)
+        _check_attention_layout(self_attn, layout, "self_attn")
+        _check_attention_layout(cross_attn, layout, "cross_attn")
         linear1, linear2, norms = _equivariant_parts(in_rep, 3, **_part_options(locals()))
         activation = make_activation(activation)
         self._init_parts(self_attn, cross_attn, linear1, linear2, *norms, activation, dropout, norm_first)
@@ -367,7 +395,7 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         def fn(tokens: torch.Tensor) -> torch.Tensor:
             return call(tokens[:, :seq_len], tokens[:, seq_len:])
 
-        return fn, self.in_rep, self.out_rep, (batch_size, 2 * seq_len + 1)
+        return fn, *self.feature_reps(), (batch_size, 2 * seq_len + 1)
 
     def export(self) -> TransformerDecoderLayer:
         names = ("self_attn", "multihead_attn", "linear1", "linear2", "norm1", "norm2", "norm3")
@@ -383,14 +411,32 @@ class TransformerStack(nn.Module):
 
     Every copy after the first is re-initialised (torch's stacks start with identical copies). Equivariant when the
     layer and the norm are; ``export()`` exports every part.
+
+    Args:
+        layer: the layer to copy.
+        num_layers: how many copies.
+        norm: final norm, in the layer's layout.
+        io_layout: layout of the stack's inputs and outputs (``"spatial"``: ``in_rep``'s own basis). When the
+            layers work in the spectral layout, the stack converts once on entry (``src``/``tgt`` and ``memory``)
+            and once on exit, so every layer inside skips the change of basis.
     """
 
-    def __init__(self, layer: nn.Module, num_layers: int, norm: nn.Module | None = None) -> None:
+    def __init__(self, layer: nn.Module, num_layers: int, norm: nn.Module | None = None, *,
+                 io_layout: Layout = "spatial") -> None:  # fmt: skip
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        layout = getattr(layer, "layout", "spatial")
+        self.layout, self.io_layout = layout, check_layout(io_layout)
         if norm is not None and isinstance(getattr(layer, "in_rep", None), Representation):
             check_part(layer.in_rep, norm, "norm", "eLayerNorm(layer.in_rep)")
+            if getattr(norm, "layout", "spatial") != layout:
+                raise ValueError(f"the final norm must work in the layers' layout {layout!r}; build it with layout=")
+        self.convert = None
+        if layout != io_layout:
+            ref = next(layer.parameters())
+            self.convert = SpectralCoordinates(layer.in_rep, device=ref.device, dtype=ref.dtype)
+            self.in_rep = self.out_rep = layer.in_rep
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         for copied in list(self.layers)[1:]:  # unlike torch, copies do not start identical
             for module in copied.modules():
@@ -406,17 +452,60 @@ class TransformerStack(nn.Module):
         first = self.layers[0]
         if not isinstance(first, EquivariantModule):
             raise TypeError(f"a stack of {type(first).__name__} (plain layers) has no group action to check")
-        probe = first._equivariance_probe(batch_size, seq_len, self)
-        return check_module_equivariance(self, probe, atol, rtol, seed, samples)
+        fn, in_action, out_action, shape = first._equivariance_probe(batch_size, seq_len, self)
+        if self.convert is not None:  # the stack's own inputs and outputs are in io_layout
+            reps = (first.in_rep, first.out_rep)
+            if self.io_layout == "spectral":
+                reps = tuple(spectral_representation(r) for r in reps)
+            in_action, out_action = reps
+        return check_module_equivariance(self, (fn, in_action, out_action, shape), atol, rtol, seed, samples)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.convert is not None:
+            x = self._enter(x)
+            if args and isinstance(self.layers[0], TransformerDecoderLayerBase):
+                args = (self._enter(args[0]), *args[1:])  # memory
+            elif "memory" in kwargs:
+                kwargs["memory"] = self._enter(kwargs["memory"])
         for layer in self.layers:
             x = layer(x, *args, **kwargs)
-        return x if self.norm is None else self.norm(x)
+        x = x if self.norm is None else self.norm(x)
+        return x if self.convert is None else self._leave(x)
+
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convert.to_spectral(x) if self.io_layout == "spatial" else self.convert.from_spectral(x)
+
+    def _leave(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convert.from_spectral(x) if self.io_layout == "spatial" else self.convert.to_spectral(x)
 
     def export(self) -> TransformerStack:
         stack = TransformerStack.__new__(TransformerStack)
         nn.Module.__init__(stack)
         stack.layers = nn.ModuleList(_exported(layer) for layer in self.layers)
         stack.norm = None if self.norm is None else _exported(self.norm)
+        stack.layout = stack.io_layout = "spatial"
+        ref = next(self.parameters())
+        stack.convert = None if self.convert is None else _PlainConversion(self.convert, self.io_layout, ref)
         return stack.train(self.training)
+
+
+class _PlainConversion(nn.Module):
+    """The exported entry/exit change of basis of a :class:`TransformerStack`: two plain bias-free linear maps."""
+
+    def __init__(self, coords: SpectralCoordinates, io_layout: str, ref: torch.Tensor) -> None:
+        super().__init__()
+        eye = torch.eye(coords.size, device=ref.device, dtype=ref.dtype)
+        q_t = coords.to_spectral(eye)  # row i is Q^T e_i: the matrix Q
+        self.enter = nn.Linear(coords.size, coords.size, bias=False, dtype=q_t.dtype, device=q_t.device)
+        self.leave = nn.Linear(coords.size, coords.size, bias=False, dtype=q_t.dtype, device=q_t.device)
+        with torch.no_grad():
+            to_spectral, from_spectral = q_t.mT, q_t  # x -> Q^T x and z -> Q z as nn.Linear weights
+            spatial_io = io_layout == "spatial"
+            self.enter.weight.copy_(to_spectral if spatial_io else from_spectral)
+            self.leave.weight.copy_(from_spectral if spatial_io else to_spectral)
+
+    def to_spectral(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enter(x)
+
+    def from_spectral(self, x: torch.Tensor) -> torch.Tensor:
+        return self.leave(x)

@@ -59,3 +59,47 @@ class SpectralGather(HomBasisStrategy):
 
     def expand_macs(self) -> int:
         return self.out_size * self.in_size
+
+
+class FoldedGather(HomBasisStrategy):
+    """The weight between mixed layouts: ``W_spec`` with the change of basis folded into its spatial side.
+
+    ``in_layout="spectral", out_layout="spatial"`` gives ``Q_out W_spec`` (a map from spectral features into a
+    representation's own basis, e.g. before a pointwise activation); the reverse gives ``W_spec Q_in^T``. Folding
+    costs ``D_out * D_in * s`` per expansion (``s`` the block size of ``Q``) and nothing per row, and an eval-mode
+    cache makes it free, while converting the activations instead costs ``D * s`` per row on every call.
+    """
+
+    name = "folded_gather"
+
+    def __init__(self, space: HomSpace, in_layout: str, out_layout: str, *, device=None, dtype=None) -> None:
+        super().__init__(space)
+        from ..layout import SpectralCoordinates  # the layout module builds on this package's siblings
+
+        if in_layout == out_layout:
+            raise ValueError("FoldedGather is for mixed layouts; use SpectralGather or a spatial strategy")
+        self.in_layout, self.out_layout = in_layout, out_layout
+        self.spectral = SpectralGather(space, device=device, dtype=dtype)
+        rep_of = {"in": space.domain, "out": space.codomain}
+        side = "out" if out_layout == "spatial" else "in"
+        self.coords = SpectralCoordinates.from_decomposition(rep_of[side], device=device, dtype=dtype)
+
+    def expand(self, dof: torch.Tensor) -> torch.Tensor:
+        w = self.spectral.expand(dof)
+        if self.out_layout == "spatial":  # Q_out W_spec: every column is an output vector
+            return self.coords.from_spectral(w.mT).mT
+        return self.coords.from_spectral(w)  # W_spec Q_in^T: every row is a covector on the input
+
+    def adjoint(self, matrix: torch.Tensor) -> torch.Tensor:
+        if self.out_layout == "spatial":
+            return self.spectral.adjoint(self.coords.to_spectral(matrix.mT).mT)
+        return self.spectral.adjoint(self.coords.to_spectral(matrix))
+
+    def expand_batch(self, dof: torch.Tensor) -> torch.Tensor:
+        return self.expand(dof)
+
+    def adjoint_batch(self, matrix: torch.Tensor) -> torch.Tensor:
+        return self.adjoint(matrix)
+
+    def expand_macs(self) -> int:
+        return self.out_size * self.in_size + self.out_size * self.in_size * max(self.coords.block_size, 1)
