@@ -204,3 +204,31 @@ def test_split_tensors_and_normalisation_commute_with_the_group(tmp_path, monkey
     split = task.split(8, seed=1)
     assert split.inputs.shape == (8, 2, 34) and split.targets.shape == (8, 2, 26)
     assert len(list(tmp_path.glob("*.npz"))) == 2  # statistics rollout and the split, cached
+
+
+# ----------------------------------------------------------------------------------------------- studies
+TINY_ANT = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--eval-size", "16",
+            "--cond-steps", "2", "--horizon", "2", "--stats-windows", "16", "--backend", "serial", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("study_ant", ["--embedding-dim", "16", "--num-layers", "1"]), ("study_ant_dynamics", ["--hidden", "16"])],
+)
+def test_tiny_ant_study_writes_data_figures_and_table(tmp_path, monkeypatch, module, extra):
+    import importlib
+
+    import pandas as pd
+
+    from ablations.common import main
+
+    monkeypatch.setattr("ablations.tasks_ant.DATA_DIR", tmp_path / "data")
+    study = importlib.import_module(f"ablations.{module}")
+    out = main(study.STUDY, study.Config, study.jobs, study.run, TINY_ANT + extra + ["--out", str(tmp_path / "out")])
+    data = pd.read_csv(out / "metrics.csv")
+    assert set(data.model) == set(study.MODELS) and set(data.train_size) == {16, 32}
+    for name in ("table.md", "curves.png", "costs.png", "sample_efficiency.png", "config.json"):
+        assert (out / name).exists()
+    final = data[data.metric == "equivariance_error_f64"]
+    assert final[final.model.str.startswith("equivariant")].value.max() < 1e-10
+    assert final[final.model.str.startswith("plain")].value.min() > 1e-3
