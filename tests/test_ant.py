@@ -208,7 +208,8 @@ def test_split_tensors_and_normalisation_commute_with_the_group(tmp_path, monkey
 
 # ----------------------------------------------------------------------------------------------- studies
 TINY_ANT = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--eval-size", "16",
-            "--cond-steps", "2", "--horizon", "2", "--stats-windows", "16", "--backend", "serial", "--no-progress"]  # fmt: skip
+            "--cond-steps", "2", "--horizon", "2", "--stats-windows", "16", "--backend", "serial",
+            "--no-progress"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
