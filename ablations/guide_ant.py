@@ -32,9 +32,10 @@ def _section(results: Path, study: str, title: str, model: str, extra: str | Non
     if extra and extra in set(final.metric):
         table = final[final.metric == extra].groupby(["model", "train_size"]).value.mean().unstack()
         n = max(sizes)
+        still = final[final.metric == f"{extra}_no_change"].value.mean()
         lines.append(f"- Sampled forecast, mean squared error on the first future state at n = {int(n)}: "
-                     + ", ".join(f"`{m}` {table.loc[m, n]:.3g}" for m in table.index) + " (scaled units; predicting "
-                     "no change scores about 1).")  # fmt: skip
+                     + ", ".join(f"`{m}` {table.loc[m, n]:.3g}" for m in table.index) + f" (scaled units; "
+                     f"forecasting no change scores {still:.3g}).")  # fmt: skip
     errors = final[final.metric == "equivariance_error_f64"]
     exact = errors[errors.model.isin(equivariant)].value.max()
     broken = errors[errors.model.isin(plain)].value.min()
