@@ -1,11 +1,13 @@
 # Two commands do everything on a fresh machine:
-#   make results   regenerate results/ (CPU, quick default size)
+#   make results   the whole pipeline at the quick default size (CPU) into results-quick/ (git-ignored)
 #   make test      run the test suite
+# make results-full regenerates the published results/ from one commit (hours; rerun it to resume).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: results test lint clean-venv asv-machine asv-results asv-ci
+.PHONY: results results-full test lint clean-venv asv-machine asv-results asv-ci gpu-results
+QUICK := results-quick
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,15 +17,33 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-results: $(STAMP) asv-results
-	$(PY) benchmarks/linear_family.py --profile quick --out results/linear_family
-	$(PY) benchmarks/layer_family.py --profile quick --out results/layer_family
-	$(PY) -m ablations.run_all
+# Never writes results/: everything goes to $(QUICK)/ (ignored by git). Last, asv and linear_family.py are compared
+# on the cells both measure (benchmarks/agreement.py: fails only if one differs by more than 25 %).
+results: $(STAMP) asv-machine
+	$(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
+	$(PY) benchmarks/linear_family.py --profile quick --out $(QUICK)/linear_family
+	$(PY) benchmarks/layer_family.py --profile quick --out $(QUICK)/layer_family
+	$(PY) -m ablations.run_all --results $(QUICK)
+	$(PY) benchmarks/agreement.py --asv $(QUICK)/asv --family $(QUICK)/linear_family
+
+# Everything published in results/, from one commit (a clean tree). Resumes: a benchmark step whose output is
+# already from HEAD is skipped (benchmarks/up_to_date.py), and the ablation sweeps keep every finished run.
+results-full: $(STAMP) asv-machine
+	@git diff --quiet HEAD -- . ':!results' || { echo "make results-full: commit your changes first:" \
+	  "results/ must come from one commit"; exit 1; }
+	$(PY) benchmarks/up_to_date.py results/asv || $(MAKE) --no-print-directory asv-results ASV_OUT=results/asv
+	$(PY) benchmarks/up_to_date.py results/linear_family --profile full || \
+	  $(PY) benchmarks/linear_family.py --profile full --out results/linear_family
+	$(PY) benchmarks/up_to_date.py results/layer_family --profile full || \
+	  $(PY) benchmarks/layer_family.py --profile full --out results/layer_family
+	$(PY) -m ablations.run_all --full --results results
+	$(PY) benchmarks/agreement.py --asv results/asv --family results/linear_family
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow"
 	$(MAKE) --no-print-directory asv-ci
+	PYTHON=$(PY) benchmarks/gpu_run.sh --dry-run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -35,18 +55,23 @@ ASV_CI_BENCH := bench_linear\.Linear\..*'C8', 64,
 asv-machine: $(STAMP)
 	@test -f $(HOME)/.asv-machine.json || $(ASV) machine --yes
 
-# The quick grid on the working tree, saved as HEAD's results (.asv/results), then results/asv/*.md. Each time is
-# the median of 7 single calls (asv's --quick times one call, whose hiccups on a shared machine reached 20x; this
-# costs ~5 min too). Failed benchmarks still reach the tables (as "failed") before make reports the failure.
-ASV_TABLE_SAMPLES := -a repeat=7 -a number=1 -a warmup_time=0 -a rounds=1
+# The quick grid on the working tree, saved as the results of the newest commit outside results/ (.asv/results), then $(ASV_OUT)/*.md. asv's default
+# sampling: calls per sample calibrated to >= 10 ms, warm-up, up to 10 samples in each of 2 rounds (no single-call
+# samples, which time call overhead and cold caches). Failed benchmarks still reach the tables (as "failed") before
+# make reports the failure.
+ASV_OUT ?= $(QUICK)/asv
 asv-results: asv-machine
-	$(ASV) run --python=same $(ASV_TABLE_SAMPLES) --set-commit-hash $$(git rev-parse HEAD) || status=$$?; \
-	$(PY) benchmarks/asv_tables.py && exit $${status:-0}
+	$(ASV) run --python=same --set-commit-hash $$(git rev-list -1 HEAD -- . ':!results') || status=$$?; \
+	$(PY) benchmarks/asv_tables.py --out $(ASV_OUT) && exit $${status:-0}
 
 # CI: the suites import and are well-formed, and one small slice runs (no results saved, no timing checked).
 asv-ci: asv-machine
 	$(ASV) check --python=same
 	$(ASV) run --python=same --quick --bench "$(ASV_CI_BENCH)"
+
+# On a GPU machine (fresh: only Python; installs what is missing, from .whl/ if present): <= 8 min, results/gpu/.
+gpu-results:
+	benchmarks/gpu_run.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -30,6 +30,7 @@ from symm_layers.mlp import MLP
 from symm_layers.models import CondTransformerRegressor, eCondTransformerRegressor
 from symm_layers.testing import equivariance_error, group_elements
 
+from .frames import display_path
 from .sweep import BACKENDS, Job, git_commit, run_sweep
 from .tasks import RingOscillators, Split
 
@@ -167,14 +168,20 @@ def main(study: str, config_cls, jobs: Callable, run: Callable, argv: list[str] 
         job_list = jobs(config)
         meta = {"study": study, "profile": "full" if args.full else "quick", "config": dataclasses.asdict(config),
                 "backend": args.backend, "workers": args.workers, "threads_per_job": args.threads,
-                "runs": len(job_list), "command": f"python -m {STUDY_MODULES.get(study, study)}"
-                + (" --full" if args.full else ""), **environment()}  # fmt: skip
+                "runs": len(job_list), "command": _command(study, argv), **environment()}  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         run_sweep(job_list, run, out, backend=args.backend, workers=args.workers, threads=args.threads,
                   ray_address=args.ray_address, gpus=args.gpus, progress=not args.no_progress)  # fmt: skip
         (out / "config.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     plot.render(study, out)
     return out
+
+
+def _command(study: str, argv: list[str] | None) -> str:
+    """The command line that produced a study's data, with paths relative to the repository."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    return " ".join([f"python -m {STUDY_MODULES.get(study, study)}", *(display_path(a) if a.startswith("/") else a
+                                                                        for a in given)])  # fmt: skip
 
 
 def seed_jobs(study: str, seeds: int, configs: dict[str, dict]) -> list[Job]:

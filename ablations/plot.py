@@ -21,9 +21,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import tables  # noqa: E402
+from .frames import INTERVAL, INTERVAL_TEXT, finals  # noqa: E402
 
-INTERVAL = ("se", 1)
-INTERVAL_TEXT = "mean ± 1 s.e. over seeds"
 _COLOURS = sns.color_palette("tab10") + sns.color_palette("tab20")  # 10-29: tab20's dark/light pairs
 #: label -> colour, for every configuration the studies use; the order is the hue order.
 PALETTE = dict(
@@ -67,12 +66,6 @@ def load(out: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the study first (python -m ablations.<study>)")
     return pd.read_csv(path)
-
-
-def finals(data: pd.DataFrame) -> pd.DataFrame:
-    """One row per run and final metric (the last logged step of each run)."""
-    last = data.groupby("run_id").step.transform("max")
-    return data[data.step == last]
 
 
 def _curve_figure(data: pd.DataFrame, hue: str, title: str, path: Path) -> None:
@@ -155,7 +148,7 @@ def render(study: str, out: Path | str) -> list[Path]:
         _curve_figure(data, hue, title, written[0])
     _cost_figure(data, hue, title, written[-1])
     config = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
-    written.append(tables.write(study, data, hue, out, config))
+    written.append(tables.write(study, data, hue, out, config, hue_order(data[hue])))
     return written
 
 

@@ -1,9 +1,10 @@
 """Regenerate every study (sweep, figures, table) and the strategy guide ``results/README.md``.
 
     python -m ablations.run_all [--full] [--only basis_expansion ...] [--backend local|ray|serial] [--workers N]
-        [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda]
+        [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda] [--results DIR]
 
-Studies resume: finished runs are kept under ``results/<study>/runs/`` and skipped when the same command runs again.
+Studies resume: finished runs are kept under ``<DIR>/<study>/runs/`` and skipped when the same command runs again.
+``--results`` (default ``results/``, the published folder) is where the studies and the guide are written.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
+from pathlib import Path
 
 from . import guide
 from .common import RESULTS, STUDY_MODULES, main
+from .frames import display_path
 from .sweep import BACKENDS
 
 
@@ -28,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per Ray job (needs --device cuda)")
     parser.add_argument("--device", default="cpu", help="where every run trains: cpu or cuda")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="output root (default: the published results/)")
     return parser
 
 
@@ -40,9 +44,11 @@ def run(argv: list[str] | None = None) -> None:
     for study in args.only:
         module = importlib.import_module(STUDY_MODULES[study])
         start = time.perf_counter()
-        out = main(module.STUDY, module.Config, module.jobs, module.run, forwarded)
-        print(f"{study}: {time.perf_counter() - start:.0f} s -> {out.relative_to(RESULTS.parent)}", flush=True)
-    print(guide.write(RESULTS))
+        argv = [*forwarded, "--out", str(args.results / study)]
+        argv = [*forwarded, "--out", str(args.results / study)]
+        out = main(module.STUDY, module.Config, module.jobs, module.run, argv)
+        print(f"{study}: {time.perf_counter() - start:.0f} s -> {display_path(out)}", flush=True)
+    print(display_path(guide.write(args.results)))
 
 
 if __name__ == "__main__":

@@ -54,17 +54,19 @@ class Job:
 
 
 def git_commit(repo: Path | None = None) -> str:
-    """The checked-out commit, ``"-dirty"`` appended for uncommitted changes to tracked files outside ``results/``.
+    """The newest commit that changed anything outside ``results/`` (so committing results as they land keeps it),
+    ``"-dirty"`` appended for uncommitted changes to tracked files outside ``results/``.
 
-    ``"unknown"`` outside a git checkout.
+    Outside a git checkout: ``$SYMM_COMMIT`` when set, else ``"unknown"``.
     """
     cwd = repo or Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        code = ["git", "rev-list", "-1", "HEAD", "--", ".", ":!results"]  # committing results/ keeps the commit
+        sha = subprocess.run(code, cwd=cwd, capture_output=True, text=True, check=True)
         status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
         dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("SYMM_COMMIT", "unknown")  # a copied tree without .git (benchmarks/gpu_run.sh)
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 

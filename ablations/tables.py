@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .frames import INTERVAL_TEXT, display_path, finals
+
 
 def mean_se(values: pd.Series, digits: int = 3) -> str:
     values = values.dropna()
@@ -28,8 +30,6 @@ def mean_se(values: pd.Series, digits: int = 3) -> str:
 def summary(data: pd.DataFrame, hue: str) -> pd.DataFrame:
     """Per configuration (and seed): the final value of every metric, the last-quarter spread of the training loss
     and the largest cached-vs-uncached difference seen during training."""
-    from .plot import finals
-
     final = finals(data).pivot_table(index=[hue, "seed"], columns="metric", values="value", aggfunc="last")
     train = data[data.metric == "train_loss"]
     late = train[train.step >= 0.75 * train.groupby("run_id").step.transform("max")]
@@ -75,8 +75,6 @@ def _main_table(rows: pd.DataFrame, hue: str, order: list[str], baseline: str) -
 
 
 def _size_table(data: pd.DataFrame, hue: str, order: list[str]) -> str:
-    from .plot import finals
-
     final = finals(data)
     test = final[final.metric == "test_loss"]
     sizes = sorted(test.train_size.unique())
@@ -87,16 +85,14 @@ def _size_table(data: pd.DataFrame, hue: str, order: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write(study: str, data: pd.DataFrame, hue: str, out: Path, config: dict) -> Path:
-    from .plot import INTERVAL_TEXT, hue_order
-
-    order = hue_order(data[hue])
+def write(study: str, data: pd.DataFrame, hue: str, out: Path, config: dict, order: list[str]) -> Path:
+    """Write ``out/table.md``; ``order`` is the configurations' display order (the figures' hue order)."""
     baseline = BASELINE.get(study, order[0]) if BASELINE.get(study) in order else order[0]
     seeds = data.seed.nunique()
     header = [
         f"# {study.replace('_', ' ')}",
         "",
-        f"Generated from `metrics.csv` by `python -m ablations.plot {out.as_posix()}`; the data by "
+        f"Generated from `metrics.csv` by `python -m ablations.plot {display_path(out)}`; the data by "
         f"`{config.get('command', 'python -m ablations.<study>')}` (profile `{config.get('profile', '?')}`).",
         f"Commit `{config.get('git_commit', '?')}`, {config.get('date', '?')}; torch {config.get('torch', '?')}, "
         f"{config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "

@@ -28,6 +28,7 @@ import datetime
 import itertools
 import json
 import math
+import platform
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "asv"
 BASELINE = "torch"
-COMMAND = "make asv-results (part of make results: asv run on the working tree, then this script)"
+COMMAND = "make asv-results ASV_OUT={out} (in make results and make results-full: asv on the working tree, then this)"
 #: Metric titles in display order; metrics not listed are appended in name order.
 TITLES = {
     "time_eval_forward": "eval forward, CPU",
@@ -148,7 +149,7 @@ def _iso(ms: float | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def describe(result, results_dir: Path) -> dict:
+def describe(result, results_dir: Path, out: Path = OUT) -> dict:
     """Provenance of one result file: machine, versions, commit, dates, environment and the regenerating command."""
     import asv
 
@@ -156,6 +157,7 @@ def describe(result, results_dir: Path) -> dict:
     machine = json.loads(machine_file.read_text()) if machine_file.exists() else {}
     machine.pop("version", None)
     existing = result.env_name.startswith("existing")
+    shown = out.resolve().relative_to(REPO).as_posix() if out.resolve().is_relative_to(REPO) else f".../{out.name}"
     if existing:  # --python=same: asv used its own interpreter, the one running this script in `make results`
         import importlib.metadata
 
@@ -165,7 +167,7 @@ def describe(result, results_dir: Path) -> dict:
     return {
         "machine": machine,
         "torch": torch_version,
-        "python": result._python,
+        "python": platform.python_version() if existing else result._python,  # never the interpreter's path
         "asv": asv.__version__,
         "commit": result.commit_hash,
         "commit_subject": _git("log", "-1", "--format=%s", result.commit_hash),
@@ -173,9 +175,9 @@ def describe(result, results_dir: Path) -> dict:
         "run_date": _iso(_run_started(result)),
         "environment": "the working tree in the current environment (--python=same)" if existing
         else f"a clean checkout of the commit in asv's virtualenv {result.env_name}",
-        "command": COMMAND if existing else f"asv run {result.commit_hash[:8]}^! && python benchmarks/asv_tables.py "
-        f"--commit {result.commit_hash[:8]}",
-        "rerender": "python benchmarks/asv_tables.py --from-raw",
+        "command": COMMAND.format(out=shown) if existing else f"asv run {result.commit_hash[:8]}^! && python "
+        f"benchmarks/asv_tables.py --commit {result.commit_hash[:8]} --out {shown}",
+        "rerender": f"python benchmarks/asv_tables.py --from-raw --out {shown}",
     }  # fmt: skip
 
 
@@ -293,7 +295,8 @@ def header(suite_file: str, meta: dict, rows: list[dict]) -> str:
     machine = ", ".join(
         x for x in (m.get("machine"), m.get("cpu"), f"{m.get('num_cpu', '?')} cores", ram, m.get("os")) if x
     )
-    commit = f"`{meta['commit'][:12]}`" + (f" ({meta['commit_subject']})" if meta.get("commit_subject") else "")
+    dirty = " + uncommitted changes" if "uncommitted" in meta["commit"] else ""
+    commit = f"`{meta['commit'][:12]}{dirty}`" + (f" ({meta['commit_subject']})" if meta.get("commit_subject") else "")
     samples = [int(float(r["repeat"])) for r in rows if r["unit"] == "seconds" and r["status"] == "ok" and r["repeat"]]
     per_cell = f"the median of {statistics.median(samples):.0f}" if samples else "an unknown number of"
     return "\n".join([
@@ -308,8 +311,9 @@ def header(suite_file: str, meta: dict, rows: list[dict]) -> str:
         "Baseline columns (`torch (abs.)`) hold the plain-torch twin's own value; every other column is the ratio to "
         "it in the same row (below 1: faster or smaller than torch). Bold: the fastest implementation of the row. "
         "`skipped`: asv skipped the cell (cannot run here), `failed`: asv recorded no value, `–`: no such cell.",
-        f"CPU times: one torch thread, float32, {per_cell} single timed calls per cell on a machine that may be "
-        "shared; read single ratios as ±20 % and isolated outliers as noise.",
+        meta.get("timing") or f"CPU times: one torch thread, float32, {per_cell} samples per cell (asv's "
+        "calibrated timing) on a machine that may be shared; read single ratios as ±20 % and isolated outliers as "
+        "noise.",
     ])  # fmt: skip
 
 
@@ -375,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         rows, meta = load_raw(args.out)
     else:
         result, results_dir = load_result(args.commit, args.machine)
-        rows, meta = flatten(result, results_dir), describe(result, results_dir)
+        rows, meta = flatten(result, results_dir), describe(result, results_dir, args.out)
         save_raw(rows, meta, args.out)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
     for path in render(rows, meta, args.out):

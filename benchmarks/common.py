@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,27 +39,87 @@ class RunConfig(Protocol):
     profile: str
     out: Path
     groups: tuple[str, ...]
+    device: str
+    dtype: str
 
     def command(self) -> str: ...
 
 
+#: ``--dtype`` -> the tensors' dtype; ``tf32`` is float32 tensors with TF32 matmuls and convolutions allowed.
+DTYPES = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in which precision a benchmark runs: moves modules and tensors, synchronises the device."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} requested but torch sees no CUDA device; use --device cpu")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def apply_precision(self) -> None:
+        """Allow TF32 matmuls and convolutions for ``dtype="tf32"`` and forbid them otherwise (torch's default)."""
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.dtype == "tf32"
+
+    def tensor(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, self.torch_dtype)
+
+    def module(self, m: torch.nn.Module) -> torch.nn.Module:
+        return m.to(self.device, self.torch_dtype)
+
+    def sync(self) -> None:
+        """Wait for the device's queued work (a no-op on the CPU): timers must read the clock after it."""
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def describe(self) -> str:
+        """The hardware the timed calls run on, as table headers print it."""
+        if self.device.startswith("cuda"):
+            return f"GPU {torch.cuda.get_device_name(torch.device(self.device))} ({self.device})"
+        return "CPU"
+
+
 def base_parser(doc: str | None, profiles: dict, default: RunConfig, quick_note: str) -> argparse.ArgumentParser:
-    """The options every script has: ``--profile``, ``--out``, ``--from-raw`` and ``--groups``."""
+    """The options every script has: ``--profile``, ``--out``, ``--from-raw``, ``--groups``, ``--device``,
+    ``--dtype``."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=sorted(profiles), default=default.profile, help=f"quick: {quick_note}")
     p.add_argument("--out", type=Path, default=default.out, help="output directory (default %(default)s)")
     p.add_argument("--from-raw", action="store_true", help="only re-render table.md from raw.csv and meta.json")
     p.add_argument("--groups", nargs="+", choices=list(GROUP_ORDERS), default=list(default.groups))
+    p.add_argument("--device", default=default.device, help="cpu (default) or cuda[:N]")
+    p.add_argument("--dtype", choices=list(DTYPES), default=default.dtype,
+                   help="tensor dtype; tf32 = float32 with TF32 matmuls allowed (default %(default)s)")  # fmt: skip
     return p
 
 
 def command_line(script: str, cfg: RunConfig, flags: tuple[str, ...]) -> str:
-    """The command that regenerates ``cfg``'s outputs; the given list-valued flags are named where not default."""
-    cmd = f"python benchmarks/{script} --profile {cfg.profile} --out {cfg.out}"
-    for flag in flags:
-        if getattr(cfg, flag) != getattr(type(cfg), flag):
-            cmd += f" --{flag} " + " ".join(map(str, getattr(cfg, flag)))
+    """The command that regenerates ``cfg``'s outputs; the given flags are named where not default."""
+    cmd = f"python benchmarks/{script} --profile {cfg.profile} --out {display_path(cfg.out)}"
+    for flag in (*flags, "device", "dtype"):
+        value = getattr(cfg, flag)
+        if value != getattr(type(cfg), flag):
+            cmd += f" --{flag} " + (" ".join(map(str, value)) if isinstance(value, tuple | list) else str(value))
     return cmd
+
+
+def display_path(path: Path | str) -> str:
+    """``path`` relative to the repository when it lies inside it, else its last two parts: never a machine path
+    in a published header."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else f".../{path.name}"
 
 
 def log(msg: str) -> None:
@@ -88,30 +148,38 @@ def regular_rep(group: str, features: int):
 
 
 # ----------------------------------------------------------------------------------------------- timing
-def block_mean(fn: Callable[[], object], number: int) -> float:
+def _no_sync() -> None:
+    pass
+
+
+def block_mean(fn: Callable[[], object], number: int, sync: Callable[[], None] = _no_sync) -> float:
+    """Mean seconds per call over ``number`` calls; ``sync`` waits for the device before each clock reading."""
+    sync()
     start = time.perf_counter()
     for _ in range(number):
         fn()
+    sync()
     return (time.perf_counter() - start) / number
 
 
-def seconds_per_call(fn: Callable[[], object]) -> float:
+def seconds_per_call(fn: Callable[[], object], sync: Callable[[], None] = _no_sync) -> float:
     """Warm up once, then estimate one call's duration with blocks doubling up to >= 5 ms (or 4096 calls)."""
     fn()
     number = 1
-    while (per_call := block_mean(fn, number)) * number < 0.005 and number < 4096:
+    while (per_call := block_mean(fn, number, sync)) * number < 0.005 and number < 4096:
         number *= 2
     return per_call
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: TimingBudget) -> dict[str, list[float]]:
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: TimingBudget,
+                sync: Callable[[], None] = _no_sync) -> dict[str, list[float]]:  # fmt: skip
     """Seconds per call of every implementation, one sample per round.
 
     Within a round the implementations alternate block by block (in an order rotated every round), so slow drifts
     of the machine hit all of them alike; a round's sample is its fastest block mean, as load from other processes
-    only ever adds time.
+    only ever adds time. On a GPU, ``sync`` (``Placement.sync``) makes each block include its queued kernels.
     """
-    per_call = {k: seconds_per_call(fn) for k, fn in fns.items()}
+    per_call = {k: seconds_per_call(fn, sync) for k, fn in fns.items()}
     blocks = {k: max(1, min(budget.blocks, int(budget.round_s / t))) for k, t in per_call.items()}
     number = {k: max(1, round(budget.round_s / (blocks[k] * t))) for k, t in per_call.items()}
     keys, samples = list(fns), {k: [] for k in fns}
@@ -123,7 +191,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: Timin
             for b in range(budget.blocks):
                 for k in order:
                     if b < blocks[k]:
-                        means[k].append(block_mean(fns[k], number[k]))
+                        means[k].append(block_mean(fns[k], number[k], sync))
             for k in keys:
                 samples[k].append(min(means[k]))
     finally:
@@ -139,20 +207,33 @@ def relative_iqr(values: list[float]) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- provenance
+def run_commit() -> str:
+    """The newest commit that changed anything outside ``results/`` (committing results as they land keeps it),
+    marked ``" + uncommitted changes"`` when tracked files outside ``results/`` differ from it.
+
+    Without a git checkout (a copied working tree, e.g. on a GPU machine) it is ``$SYMM_COMMIT`` when set (the
+    caller's ``git rev-parse HEAD``), else ``"unknown"``.
+    """
+    try:
+        git = {"cwd": REPO, "capture_output": True, "text": True, "check": True}
+        commit = subprocess.run(["git", "rev-list", "-1", "HEAD", "--", ".", ":!results"], **git).stdout.strip()
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
+        if subprocess.run(status, **git).stdout.strip():
+            commit += " + uncommitted changes"
+    except (OSError, subprocess.CalledProcessError):
+        commit = os.environ.get("SYMM_COMMIT", "unknown")
+    return commit
+
+
 def collect_meta(cfg: RunConfig, budget: Any, wall_s: float, cpu_share: float) -> dict:
-    """Date, versions, machine, commit (marked when tracked files differ from it) and the run, for ``meta.json``.
+    """Date, versions, machine, device and precision, commit (marked when tracked files differ from it) and the
+    run, for ``meta.json``. No machine paths: ``out`` is relative to the repository.
 
     ``budget`` is the profile's dataclass; ``cpu_share`` is process CPU time over wall time while measuring.
     """
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    try:
-        git = {"cwd": REPO, "capture_output": True, "text": True, "check": True}
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
-        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git).stdout.strip():
-            commit += " + uncommitted changes"
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = run_commit()
     try:
         escnn = importlib.metadata.version("escnn")
     except importlib.metadata.PackageNotFoundError:
@@ -165,19 +246,31 @@ def collect_meta(cfg: RunConfig, budget: Any, wall_s: float, cpu_share: float) -
         "cpu": cpu,
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "device": cfg.device,
+        "hardware": Placement(cfg.device, cfg.dtype).describe(),
+        "dtype": cfg.dtype,
+        "cuda": torch.version.cuda if cfg.device.startswith("cuda") else None,
         "commit": commit,
         "profile": cfg.profile,
         "budget": asdict(budget),
         "command": cfg.command(),
-        "out": str(cfg.out),
+        "out": display_path(cfg.out),
         "wall_s": round(wall_s, 1),
         "cpu_share": round(cpu_share, 3),
     }
 
 
-def page(header: str, meta: dict, sections: list[str], failures: list[str]) -> str:
-    """``table.md``: ``header`` filled from ``meta`` and the verdict line (failing targets first), then the sections."""
+def page(header: str, meta: dict, sections: list[str], failures: list[str], checked: bool = True) -> str:
+    """``table.md``: ``header`` filled from ``meta`` and the verdict line (failing targets first), then the sections.
+
+    ``checked=False``: the targets were not checked (they are CPU float32 targets), and the verdict says so.
+    """
     verdict = ("**Failing targets:** " + "; ".join(failures)) if failures else "**All targets met.**"
+    if not checked:
+        verdict = "**Targets not checked:** they are CPU float32 targets; this run measured another device or dtype."
+    if meta.get("partial"):
+        verdict = "**Partial run:** it was cut short; only the cells below were measured.\n\n" + verdict
+    meta = {"hardware": "CPU", "dtype": "float32", **meta}  # runs saved before --device/--dtype existed
     return header.format(verdict=verdict, **meta) + "\n".join(sections)
 
 
@@ -186,4 +279,5 @@ def save_run(out: Path, rows: list[dict], meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "raw.csv", index=False)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"measured in {meta['wall_s']} s")
+    if not meta.get("partial"):
+        log(f"measured in {meta['wall_s']} s")

@@ -1,4 +1,5 @@
-"""Equivariant norms, attention, encoder layer, regressor and MLP against their torch twins (CPU, 1 thread, float32).
+"""Equivariant norms, attention, encoder layer, regressor and MLP against their torch twins (CPU, 1 thread, float32
+by default; ``--device cuda``, ``--dtype tf32|bfloat16`` elsewhere).
 
     python benchmarks/layer_family.py --profile quick --out results/layer_family   # measure, write all outputs
     python benchmarks/layer_family.py --from-raw --out results/layer_family        # re-render table.md only
@@ -86,7 +87,9 @@ class Budget:
     blocks: int  # blocks per round; the round's value is the fastest block's mean call time
 
 
-PROFILES = {"quick": Budget(11, 0.1, 5), "full": Budget(25, 0.25, 7)}
+#: short: a time-boxed run (the one-shot GPU script); smoke: does it run at all (CI), no meaningful figures.
+PROFILES = {"quick": Budget(11, 0.1, 5), "full": Budget(25, 0.25, 7), "short": Budget(5, 0.03, 3),
+            "smoke": Budget(2, 0.002, 2)}  # fmt: skip
 
 
 @dataclass
@@ -96,6 +99,12 @@ class Config:
     from_raw: bool = False
     families: tuple[str, ...] = tuple(FAMILIES)
     groups: tuple[str, ...] = ("C8", "D8", "ico")
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    @property
+    def placement(self) -> common.Placement:
+        return common.Placement(self.device, self.dtype)
 
     def command(self) -> str:
         return common.command_line("layer_family.py", self, ("families", "groups"))
@@ -105,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p = common.base_parser(__doc__, PROFILES, Config, "<= 5 min on 2 cores")
     p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(Config.families))
     a = p.parse_args(argv)
-    return Config(a.profile, a.out, a.from_raw, tuple(a.families), tuple(a.groups))
+    return Config(a.profile, a.out, a.from_raw, tuple(a.families), tuple(a.groups), a.device, a.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- calls
@@ -157,9 +166,14 @@ def eval_call(s: Subject) -> Callable[[], torch.Tensor]:
     return forward
 
 
-def on_input(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, attention: bool = False) -> Subject:
-    """A layer fed its own leaf copy of ``x`` (gradients flow to the input); attention attends ``x`` to itself."""
-    leaf = x.detach().clone().requires_grad_(True)
+def on_input(place: common.Placement, module: nn.Module, x: torch.Tensor, grad: torch.Tensor,
+             attention: bool = False) -> Subject:  # fmt: skip
+    """A layer fed its own leaf copy of ``x`` (gradients flow to the input); attention attends ``x`` to itself.
+
+    The module, ``x`` and ``grad`` are moved to ``place``'s device and dtype.
+    """
+    module, grad = place.module(module), place.tensor(grad)
+    leaf = place.tensor(x).detach().clone().requires_grad_(True)
     if attention:  # need_weights=False on both sides: torch's default (True) takes a slower path
         return Subject(module, lambda: module(leaf, leaf, leaf, need_weights=False)[0], grad, (leaf,))
     return Subject(module, lambda: module(leaf), grad, (leaf,))
@@ -171,7 +185,7 @@ def seeded(build: Callable[[], nn.Module]) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------------- building
-def norm_comparisons(group: str) -> list[Comparison]:
+def norm_comparisons(group: str, place: common.Placement) -> list[Comparison]:
     """RMS and layer norm on (1, T, D); batch norm against nn.BatchNorm1d on the same tokens as (T, D)."""
     from symm_layers import eBatchNorm, eLayerNorm, eRMSNorm
 
@@ -184,26 +198,26 @@ def norm_comparisons(group: str) -> list[Comparison]:
             d,
             shape,
             {
-                "nn.RMSNorm": on_input(nn.RMSNorm(d), x, g),
-                "eRMSNorm": on_input(eRMSNorm(rep), x, g),
-                "eRMSNorm (diagonal affine)": on_input(eRMSNorm(rep, affine="diagonal"), x, g),
+                "nn.RMSNorm": on_input(place, nn.RMSNorm(d), x, g),
+                "eRMSNorm": on_input(place, eRMSNorm(rep), x, g),
+                "eRMSNorm (diagonal affine)": on_input(place, eRMSNorm(rep, affine="diagonal"), x, g),
             },
         ),
         Comparison(
             d,
             shape,
             {
-                "nn.LayerNorm": on_input(nn.LayerNorm(d), x, g),
-                "eLayerNorm": on_input(eLayerNorm(rep), x, g),
-                "eLayerNorm (diagonal affine)": on_input(eLayerNorm(rep, affine="diagonal"), x, g),
+                "nn.LayerNorm": on_input(place, nn.LayerNorm(d), x, g),
+                "eLayerNorm": on_input(place, eLayerNorm(rep), x, g),
+                "eLayerNorm (diagonal affine)": on_input(place, eLayerNorm(rep, affine="diagonal"), x, g),
             },
         ),
         Comparison(
             d,
             shape,
             {
-                "nn.BatchNorm1d": on_input(nn.BatchNorm1d(d), x.reshape(flat), g.reshape(flat)),
-                "eBatchNorm": on_input(eBatchNorm(rep), x, g),
+                "nn.BatchNorm1d": on_input(place, nn.BatchNorm1d(d), x.reshape(flat), g.reshape(flat)),
+                "eBatchNorm": on_input(place, eBatchNorm(rep), x, g),
             },
         ),
     ]
@@ -226,7 +240,7 @@ def heads_for(rep) -> tuple[int, str]:
     return heads, f"{heads} heads ({SEQ['heads']} would split a component)"
 
 
-def attention_comparisons(group: str) -> list[Comparison]:
+def attention_comparisons(group: str, place: common.Placement) -> list[Comparison]:
     from symm_layers import MultiheadAttention, eMultiheadAttention
 
     rep = common.regular_rep(group, SEQ["D"])
@@ -234,17 +248,17 @@ def attention_comparisons(group: str) -> list[Comparison]:
     x, g, shape = sequence_inputs(d)
     subjects = {
         "nn.MultiheadAttention": on_input(
-            seeded(lambda: nn.MultiheadAttention(d, heads, batch_first=True)), x, g, True
+            place, seeded(lambda: nn.MultiheadAttention(d, heads, batch_first=True)), x, g, True
         ),
-        "eMultiheadAttention": on_input(seeded(lambda: eMultiheadAttention(rep, heads)), x, g, True),
-        "MultiheadAttention (plain twin)": on_input(seeded(lambda: MultiheadAttention(d, heads)), x, g, True),
+        "eMultiheadAttention": on_input(place, seeded(lambda: eMultiheadAttention(rep, heads)), x, g, True),
+        "MultiheadAttention (plain twin)": on_input(place, seeded(lambda: MultiheadAttention(d, heads)), x, g, True),
     }
     for s in subjects.values():
         s.note = note
     return [Comparison(d, shape, subjects)]
 
 
-def encoder_comparisons(group: str) -> list[Comparison]:
+def encoder_comparisons(group: str, place: common.Placement) -> list[Comparison]:
     """Pre-norm layers, dim_feedforward = 4D, dropout 0, GELU on both sides (ours' default; torch's is ReLU)."""
     from symm_layers import TransformerEncoderLayer, eMultiheadAttention, eTransformerEncoderLayer
 
@@ -261,17 +275,17 @@ def encoder_comparisons(group: str) -> list[Comparison]:
         return eTransformerEncoderLayer(rep, attn, 4 * d, norm_module=norm, norm_affine=affine, **options)
 
     subjects = {
-        "nn.TransformerEncoderLayer": on_input(seeded(torch_layer), x, g),
-        "eTransformerEncoderLayer (rmsnorm)": on_input(seeded(lambda: ours("rmsnorm")), x, g),
-        "eTransformerEncoderLayer (layernorm)": on_input(seeded(lambda: ours("layernorm")), x, g),
+        "nn.TransformerEncoderLayer": on_input(place, seeded(torch_layer), x, g),
+        "eTransformerEncoderLayer (rmsnorm)": on_input(place, seeded(lambda: ours("rmsnorm")), x, g),
+        "eTransformerEncoderLayer (layernorm)": on_input(place, seeded(lambda: ours("layernorm")), x, g),
         "eTransformerEncoderLayer (rmsnorm, diagonal affine)": on_input(
-            seeded(lambda: ours("rmsnorm", "diagonal")), x, g
+            place, seeded(lambda: ours("rmsnorm", "diagonal")), x, g
         ),
         "eTransformerEncoderLayer (layernorm, diagonal affine)": on_input(
-            seeded(lambda: ours("layernorm", "diagonal")), x, g
+            place, seeded(lambda: ours("layernorm", "diagonal")), x, g
         ),
         "TransformerEncoderLayer (layernorm, plain twin)": on_input(
-            seeded(lambda: TransformerEncoderLayer(d, heads, 4 * d, norm_module="layernorm", **options)), x, g
+            place, seeded(lambda: TransformerEncoderLayer(d, heads, 4 * d, norm_module="layernorm", **options)), x, g
         ),
     }
     for s in subjects.values():
@@ -279,7 +293,7 @@ def encoder_comparisons(group: str) -> list[Comparison]:
     return [Comparison(d, shape, subjects)]
 
 
-def regressor_comparisons(group: str) -> list[Comparison]:
+def regressor_comparisons(group: str, place: common.Placement) -> list[Comparison]:
     """Equal embedding width; a training call also runs ``AdamW.step()``, inputs need no gradient."""
     from symm_layers import CondTransformerRegressor, eCondTransformerRegressor
 
@@ -287,10 +301,10 @@ def regressor_comparisons(group: str) -> list[Comparison]:
     rep = common.regular_rep(group, r["features"])
     f = rep.size
     gen = torch.Generator().manual_seed(3)
-    X = torch.randn(r["batch"], r["in_horizon"], f, generator=gen)
-    Z = torch.randn(r["batch"], r["cond_horizon"], f, generator=gen)
-    steps = torch.randint(0, 100, (r["batch"],), generator=gen).float()
-    g = torch.randn(r["batch"], r["in_horizon"], f, generator=gen)
+    X = place.tensor(torch.randn(r["batch"], r["in_horizon"], f, generator=gen))
+    Z = place.tensor(torch.randn(r["batch"], r["cond_horizon"], f, generator=gen))
+    steps = place.tensor(torch.randint(0, 100, (r["batch"],), generator=gen).float())
+    g = place.tensor(torch.randn(r["batch"], r["in_horizon"], f, generator=gen))
     shared = (r["in_horizon"], r["cond_horizon"], r["layers"], r["heads"], r["width"], 0.0, 0.0)
     models = {
         "CondTransformerRegressor": seeded(lambda: CondTransformerRegressor(f, f, f, *shared)),
@@ -301,12 +315,13 @@ def regressor_comparisons(group: str) -> list[Comparison]:
     }
     subjects = {}
     for name, m in models.items():
+        m = place.module(m)
         optimizer = torch.optim.AdamW(m.get_optim_groups(1e-3), lr=1e-4)
         subjects[name] = Subject(m, lambda m=m: m(X, steps, Z), g, optimizer=optimizer)
     return [Comparison(r["width"], f"X {'x'.join(map(str, X.shape))}, Z {'x'.join(map(str, Z.shape))}", subjects)]
 
 
-def mlp_comparisons(group: str) -> list[Comparison]:
+def mlp_comparisons(group: str, place: common.Placement) -> list[Comparison]:
     from symm_layers import MLP, eMLP
 
     s = MLP_SHAPE
@@ -315,8 +330,8 @@ def mlp_comparisons(group: str) -> list[Comparison]:
     x = torch.randn(s["batch"], in_rep.size, generator=gen)
     g = torch.randn(s["batch"], out_rep.size, generator=gen)
     subjects = {
-        "MLP": on_input(seeded(lambda: MLP(in_rep.size, out_rep.size, list(s["hidden"]))), x, g),
-        "eMLP": on_input(seeded(lambda: eMLP(in_rep, out_rep, list(s["hidden"]))), x, g),
+        "MLP": on_input(place, seeded(lambda: MLP(in_rep.size, out_rep.size, list(s["hidden"]))), x, g),
+        "eMLP": on_input(place, seeded(lambda: eMLP(in_rep, out_rep, list(s["hidden"]))), x, g),
     }
     return [Comparison(in_rep.size, f"{s['batch']}x{in_rep.size}", subjects)]
 
@@ -334,13 +349,13 @@ BUILDERS = {
 def measure(cfg: Config, family: str, group: str, comparison: Comparison) -> list[dict]:
     """Train and eval of one comparison, as long-form rows."""
     d, subjects = comparison.D, comparison.subjects
-    budget, twin, rows = PROFILES[cfg.profile], next(iter(subjects)), []
+    budget, twin, rows, place = PROFILES[cfg.profile], next(iter(subjects)), [], cfg.placement
     for metric in MODES:
         training = metric == "train"
         for s in subjects.values():
             s.module.train(training)
         fns = {k: train_call(s) if training else eval_call(s) for k, s in subjects.items()}
-        samples = common.interleaved(fns, budget.rounds, budget)
+        samples = common.interleaved(fns, budget.rounds, budget, place.sync)
         ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
         for k, s in subjects.items():  # spread: of the twin's samples, of a candidate's per-round ratios
             paired = [t / b for t, b in zip(samples[k], samples[twin], strict=True)]
@@ -374,7 +389,7 @@ HEADER = """# Equivariant layers vs their torch twins
 
 {verdict}
 
-- machine: {cpu} ({cores} cores), CPU, {threads} torch thread(s), float32
+- machine: {cpu} ({cores} cores), {hardware}, {threads} torch thread(s), {dtype}
 - torch {torch}, escnn {escnn}, python {python}; commit `{commit}`
 - date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}
 - regenerate: `{command}`; re-render this table only: `python benchmarks/layer_family.py --from-raw --out {out}`
@@ -403,11 +418,12 @@ HEADER = """# Equivariant layers vs their torch twins
 """
 
 
-def family_table(raw: pd.DataFrame, family: str, failures: list[str]) -> pd.DataFrame:
+def family_table(raw: pd.DataFrame, family: str, failures: list[str], check: bool = True) -> pd.DataFrame:
     """One row per (group, candidate, mode) in measurement order, with the verdict where a target exists."""
     out = []
     for _, r in raw[(raw.family == family) & (raw.role != "twin")].iterrows():
-        ratio, target = r["value"] / r["baseline"], TARGETS.get((r["implementation"], r["metric"]))
+        ratio = r["value"] / r["baseline"]
+        target = TARGETS.get((r["implementation"], r["metric"])) if check else None
         row = {
             "group": r["group"],
             "D": int(r["D"]),
@@ -436,12 +452,13 @@ def render(out: Path) -> str:
     raw = pd.read_csv(out / "raw.csv", dtype={"note": str})
     meta = json.loads((out / "meta.json").read_text())
     failures: list[str] = []
-    sections = [
-        f"## {title}\n\n{family_table(raw, family, failures).to_markdown(index=False, disable_numparse=True)}\n"
-        for family, (title, _) in FAMILIES.items()
-        if (raw.family == family).any()
-    ]
-    return common.page(HEADER, meta, sections, failures)
+    check = meta.get("device", "cpu") == "cpu" and meta.get("dtype", "float32") == "float32"
+    sections = []
+    for family, (title, _) in FAMILIES.items():
+        if (raw.family == family).any():
+            table = family_table(raw, family, failures, check).to_markdown(index=False, disable_numparse=True)
+            sections.append(f"## {title}\n\n{table}\n")
+    return common.page(HEADER, meta, sections, failures, checked=check)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -450,14 +467,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, str(common.REPO))
     if not cfg.from_raw:
         torch.set_num_threads(1)
+        cfg.placement.apply_precision()
         start, cpu_start, rows = time.perf_counter(), time.process_time(), []
         for family, (_, groups) in FAMILIES.items():
             if family not in cfg.families:
                 continue
             for group in (g for g in groups if g in cfg.groups):
-                for comparison in BUILDERS[family](group):
+                for comparison in BUILDERS[family](group, cfg.placement):
                     rows += measure(cfg, family, group, comparison)
                 gc.collect()
+                wall = time.perf_counter() - start
+                partial = common.collect_meta(
+                    cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
+                )
+                common.save_run(cfg.out, rows, {**partial, "setup": SETUP, "partial": True})  # kept if cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)
         meta = common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
         common.save_run(cfg.out, rows, {**meta, "setup": SETUP})

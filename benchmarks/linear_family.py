@@ -1,13 +1,16 @@
-"""The eLinear family against ``torch.nn.Linear`` on CPU (1 thread, float32), written to a results table.
+"""The eLinear family against ``torch.nn.Linear`` (CPU, 1 thread, float32 by default), written to a results table.
 
     python benchmarks/linear_family.py --profile quick --out results/linear_family   # measure, write all outputs
     python benchmarks/linear_family.py --from-raw --out results/linear_family        # re-render table.md only
+    python benchmarks/linear_family.py --device cuda --dtype bfloat16 --profile short --out results/gpu/...
 
 Per group x feature size D x batch B: train forward+backward, eval forward (no_grad, cached weight), resident
 bytes (parameters + buffers) and cold construction time; plus the construction time and peak memory of the
-memory_heavy basis for D8 at D~256, in a fresh subprocess. Baseline and candidates are timed interleaved, round
-by round in rotating order; each reports its median over rounds. ``table.md`` is rendered from ``raw.csv`` and
-``meta.json`` only. A standalone script, not an asv suite: it defines no names asv would collect.
+memory_heavy basis for D8 at D~256, in a fresh subprocess (CPU, float32 only). Baseline and candidates are timed
+interleaved, round by round in rotating order; each reports its median over rounds (on a GPU every timed block ends
+with a device synchronisation). The targets are CPU targets: checked for ``--device cpu --dtype float32`` only.
+``table.md`` is rendered from ``raw.csv`` and ``meta.json`` only. A standalone script, not an asv suite: it defines
+no names asv would collect.
 """
 
 from __future__ import annotations
@@ -67,7 +70,13 @@ class Budget:
     probe_runs: int  # fresh subprocesses for the memory_heavy construction probe (median reported)
 
 
-PROFILES = {"quick": Budget(7, 15, 0.05, 5, 3), "full": Budget(11, 31, 0.2, 7, 5)}
+#: short: a time-boxed run (the one-shot GPU script); smoke: does it run at all (CI), no meaningful figures.
+PROFILES = {
+    "quick": Budget(7, 15, 0.05, 5, 3),
+    "full": Budget(11, 31, 0.2, 7, 5),
+    "short": Budget(5, 7, 0.02, 3, 0),
+    "smoke": Budget(2, 2, 0.002, 2, 0),
+}
 
 
 @dataclass
@@ -79,6 +88,17 @@ class Config:
     dims: tuple[int, ...] = (64, 256, 1024)
     batches: tuple[int, ...] = (8, 256)
     probe: str | None = None  # internal: "GROUP:D" builds one memory_heavy layer and prints JSON
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    @property
+    def placement(self) -> common.Placement:
+        return common.Placement(self.device, self.dtype)
+
+    @property
+    def checks_targets(self) -> bool:
+        """The targets are CPU float32 targets."""
+        return self.device == "cpu" and self.dtype == "float32"
 
     def command(self) -> str:
         return common.command_line("linear_family.py", self, ("groups", "dims", "batches"))
@@ -90,14 +110,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--batches", nargs="+", type=int, default=list(Config.batches))
     p.add_argument("--probe", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    return Config(a.profile, a.out, a.from_raw, tuple(a.groups), tuple(a.dims), tuple(a.batches), a.probe)
+    return Config(a.profile, a.out, a.from_raw, tuple(a.groups), tuple(a.dims), tuple(a.batches), a.probe, a.device,
+                  a.dtype)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- building
-def build(impl: str, rep) -> nn.Module:
-    """Build one implementation from cold: memoised decompositions and Hom spaces are forgotten first."""
+def build(impl: str, rep, device: str = "cpu") -> nn.Module:
+    """Build one implementation from cold on ``device``: memoised decompositions and Hom spaces are forgotten first."""
     if impl == BASELINE:
-        return nn.Linear(rep.size, rep.size)
+        return nn.Linear(rep.size, rep.size, device=device)
     import symm_layers.basis.space as space
     import symm_layers.reps as reps
     from symm_layers import eLinear
@@ -106,7 +127,7 @@ def build(impl: str, rep) -> nn.Module:
         if hasattr(memo, "cache_clear"):
             memo.cache_clear()
     scheme, cache, _ = IMPLS[impl]
-    return eLinear(rep, rep, basis_expansion_scheme=scheme, weight_cache=cache)
+    return eLinear(rep, rep, basis_expansion_scheme=scheme, weight_cache=cache, device=device)
 
 
 def resident_bytes(m: nn.Module) -> int:
@@ -182,7 +203,7 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
     """Every metric of one (group, D) for every implementation, as long-form rows."""
     from symm_layers.basis import DEFAULT_MAX_BASIS_BYTES
 
-    rep = common.regular_rep(group, d_target)
+    rep, place = common.regular_rep(group, d_target), cfg.placement
     d, rows, modules, notes = rep.size, [], {}, {}
     static: dict[str, dict[str, float]] = {"construction": {}, "resident": {}}
 
@@ -208,13 +229,17 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
     for impl in [BASELINE, *IMPLS]:
         if impl == "mh_cached":  # a stack of dim x D x D floats: never start a build under the limit but over RAM
             stack = modules["iso_cached"].basis.dim * d * d * 4
-            if stack <= DEFAULT_MAX_BASIS_BYTES and stack * 1.3 > proc_bytes("/proc/meminfo", "MemAvailable"):
+            free = proc_bytes("/proc/meminfo", "MemAvailable")
+            if place.device.startswith("cuda"):
+                free = min(free, torch.cuda.mem_get_info(torch.device(place.device))[0])
+            if stack <= DEFAULT_MAX_BASIS_BYTES and stack * 1.3 > free:
                 notes[impl] = "skipped (not enough free RAM)"
                 continue
         torch.manual_seed(0)
         start = time.perf_counter()
         try:
-            modules[impl] = build(impl, rep)
+            modules[impl] = place.module(build(impl, rep, place.device))
+            place.sync()
         except ValueError as err:
             if "over the limit" not in str(err):
                 raise
@@ -229,7 +254,7 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
 
     for batch in cfg.batches:
         gen = torch.Generator().manual_seed(batch)
-        x, grad = torch.randn(batch, d, generator=gen), torch.randn(batch, d, generator=gen)
+        x, grad = (place.tensor(torch.randn(batch, d, generator=gen)) for _ in range(2))
         for metric in ("train_fwd_bwd", "eval_fwd"):
             training = metric == "train_fwd_bwd"
             fns = {}
@@ -239,7 +264,7 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
             stable = not training and d_target >= 256 and batch == 256
             budget = PROFILES[cfg.profile]
             rounds = budget.stable_rounds if stable else budget.rounds
-            samples = common.interleaved(fns, rounds, budget)
+            samples = common.interleaved(fns, rounds, budget, place.sync)
             ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
             for impl in [BASELINE, *IMPLS]:  # spread: of the baseline's samples, of a candidate's per-round ratios
                 paired = [t / b for t, b in zip(samples.get(impl, []), samples[BASELINE], strict=False)]
@@ -252,6 +277,8 @@ def measure_cell(cfg: Config, group: str, d_target: int) -> list[dict]:
 
 def measure_probe(runs: int) -> list[dict]:
     """The memory_heavy construction probe, each run in a fresh interpreter; medians over runs."""
+    if runs == 0:
+        return []
     group, d_target = PROBE
     cmd = [sys.executable, "-W", "ignore", str(Path(__file__).resolve()), "--probe", f"{group}:{d_target}"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(common.REPO), os.environ.get("PYTHONPATH")]))}
@@ -294,7 +321,7 @@ HEADER = """# eLinear family vs torch.nn.Linear
 
 {verdict}
 
-- machine: {cpu} ({cores} cores), CPU, {threads} torch thread(s), float32
+- machine: {cpu} ({cores} cores), {hardware}, {threads} torch thread(s), {dtype}
 - torch {torch}, escnn {escnn}, python {python}; commit `{commit}`
 - date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}
 - regenerate: `{command}`; re-render this table only: `python benchmarks/linear_family.py --from-raw --out {out}`
@@ -304,8 +331,9 @@ HEADER = """# eLinear family vs torch.nn.Linear
   processes competed for the cores, so timings are noisier). Ratio IQR = relative
   interquartile range of the per-round ratios of isotypic (cached): the noise of its ratio. Train =
   `zero_grad(set_to_none=True); m(x).backward(g)` with a fixed random g; eval = `m.eval()`, `torch.no_grad()`.
-- speed targets are checked on the default eLinear (isotypic, cached); memory and construction on isotypic in both
-  cache modes. refused = memory_heavy basis over its 2 GiB limit; skipped = not enough free RAM to build it.
+- speed targets (CPU, float32 only) are checked on the default eLinear (isotypic, cached); memory and construction on
+  isotypic in both cache modes. refused = memory_heavy basis over its 2 GiB limit; skipped = not enough free RAM to
+  build it.
 
 """
 
@@ -323,7 +351,7 @@ def target_for(metric: str, d_target: int, batch: str) -> float | None:
     return None
 
 
-def metric_table(raw: pd.DataFrame, metric: str, failures: list[str]) -> pd.DataFrame:
+def metric_table(raw: pd.DataFrame, metric: str, failures: list[str], check: bool = True) -> pd.DataFrame:
     """Rows (group, D[, B]), one column per implementation, with the verdict on the target."""
     unit, suffix = (" s", "") if metric == "construction" else ("×", "×")
     data = raw[raw.metric == metric].assign(b_num=lambda t: pd.to_numeric(t.B, errors="coerce").fillna(0))
@@ -346,7 +374,7 @@ def metric_table(raw: pd.DataFrame, metric: str, failures: list[str]) -> pd.Data
             r[label] = f"{ratios[k]:.3f}{suffix}"
         if metric in ("train_fwd_bwd", "eval_fwd"):
             r["ratio IQR"] = f"{100 * vals.loc['iso_cached', 'spread']:.1f}%"
-        target = target_for(metric, int(cell.D_target.iloc[0]), batch)
+        target = target_for(metric, int(cell.D_target.iloc[0]), batch) if check else None
         r["target"], r["verdict"] = ("—", "—") if target is None else (f"≤ {target:g}{unit}", "pass")
         if target is not None and max(ratios[k] for k in TARGET_IMPLS[metric]) > target:
             worst = max(ratios[k] for k in TARGET_IMPLS[metric])
@@ -394,8 +422,10 @@ def render(out: Path) -> str:
     raw = pd.read_csv(out / "raw.csv", dtype={"B": str, "note": str})
     meta = json.loads((out / "meta.json").read_text())
     failures: list[str] = []
+    check = meta.get("device", "cpu") == "cpu" and meta.get("dtype", "float32") == "float32"
     sections = [
-        f"## {METRICS[m][1]}\n\n{metric_table(raw, m, failures).to_markdown(index=False, disable_numparse=True)}\n"
+        f"## {METRICS[m][1]}\n\n"
+        f"{metric_table(raw, m, failures, check).to_markdown(index=False, disable_numparse=True)}\n"
         for m in METRICS
     ]
     probe = probe_table(raw, failures)
@@ -406,7 +436,7 @@ def render(out: Path) -> str:
             "child's ru_maxrss across fork+exec, so it overstates the build when the parent is large."
         )
         sections.append(f"{title}\n\n{probe.to_markdown(index=False, disable_numparse=True)}\n")
-    return common.page(HEADER, meta, sections, failures)
+    return common.page(HEADER, meta, sections, failures, checked=check)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -417,13 +447,20 @@ def main(argv: list[str] | None = None) -> None:
         return run_probe(cfg.probe)
     if not cfg.from_raw:
         torch.set_num_threads(1)
+        cfg.placement.apply_precision()
         start, cpu_start, rows = time.perf_counter(), time.process_time(), []
         for group in cfg.groups:
             for d_target in cfg.dims:
                 rows += measure_cell(cfg, group, d_target)
                 gc.collect()
+                wall = time.perf_counter() - start
+                partial = common.collect_meta(
+                    cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
+                )
+                common.save_run(cfg.out, rows, {**partial, "partial": True})  # kept if the run is cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)  # of the grid, not the probe
-        rows += measure_probe(PROFILES[cfg.profile].probe_runs)
+        if cfg.checks_targets:  # the probe measures host memory of a CPU float32 build
+            rows += measure_probe(PROFILES[cfg.profile].probe_runs)
         common.save_run(
             cfg.out, rows, common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
         )

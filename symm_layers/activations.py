@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-import numpy as np
 from escnn.group import Representation, directsum
 from torch import nn
 
-from .testing import group_elements
+from .permutation import is_permutation_representation
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -21,7 +20,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 Activation = str | Callable[[], nn.Module] | nn.Module
-PERMUTATION_TOL = 1e-6
 
 
 def check_activation(activation: Activation) -> None:
@@ -44,18 +42,6 @@ def make_activation(activation: Activation) -> nn.Module:
     if not isinstance(module, nn.Module):
         raise ValueError("activation factory must return an nn.Module")
     return module
-
-
-def is_permutation_representation(rep: Representation) -> bool:
-    """True when ``rep(g)`` is a 0/1 permutation matrix for every checked element (all, for finite groups)."""
-    for g in group_elements(rep.group):
-        matrix = np.asarray(rep(g), dtype=np.float64)
-        rounded = np.round(matrix)
-        if np.abs(matrix - rounded).max() > PERMUTATION_TOL or not np.isin(rounded, (0.0, 1.0)).all():
-            return False
-        if not ((rounded.sum(axis=0) == 1).all() and (rounded.sum(axis=1) == 1).all()):
-            return False
-    return True
 
 
 def check_pointwise_activation(rep: Representation, what: str) -> None:

@@ -8,11 +8,10 @@ from escnn.group import Representation
 from torch import nn
 
 from ._types import AffineInitScheme
-from .activations import is_permutation_representation
 from .linear import InvariantSubspace
 from .module import EquivariantModule
+from .permutation import permutation_action
 from .reps import decompose
-from .testing import group_elements
 
 
 class eAffine(EquivariantModule):
@@ -134,19 +133,13 @@ def coordinate_orbits(rep: Representation) -> np.ndarray:
     Raises:
         ValueError: if ``rep`` does not act by permutation matrices.
     """
-    if not is_permutation_representation(rep):
+    action = permutation_action(rep)
+    if action is None:
         raise ValueError(
             f"a diagonal equivariant affine needs a permutation representation, and '{rep.name}' is not one; "
             "use affine='isotypic' (per-irrep-copy scales), which works for every orthogonal representation"
         )
-    labels = np.arange(rep.size)
-    for g in group_elements(rep.group):
-        image = np.asarray(rep(g)).argmax(axis=0)  # coordinate j is sent to image[j]
-        for j, i in enumerate(image):
-            a, b = labels[j], labels[i]
-            if a != b:
-                labels[labels == max(a, b)] = min(a, b)
-    return np.unique(labels, return_inverse=True)[1]
+    return action.orbit_of
 
 
 class eDiagonalAffine(EquivariantModule):

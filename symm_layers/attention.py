@@ -308,7 +308,7 @@ class eMultiheadAttention(EquivariantModule, _AttentionCore):
         dropout: float = 0.0,
         bias: bool = True,
         *,
-        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         init_scheme: InitScheme | None = "xavier_uniform",
         device=None,

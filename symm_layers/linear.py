@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from escnn.group import Representation
 from torch import nn
 from torch.nn.utils import parametrize
@@ -18,9 +19,16 @@ from .change_of_basis import StructuredChangeOfBasis
 from .module import EquivariantModule
 from .reps import check_same_group, decompose
 
+#: Largest ``size * dim`` for which the invariant subspace keeps its basis as one dense matrix (16 MiB float32).
+DENSE_FIX_MAX_ENTRIES = 1 << 22
+
 
 class InvariantSubspace(ConstantsModule):
-    """Maps coefficients on the trivial irrep copies of a representation to invariant vectors, and back."""
+    """Maps coefficients on the trivial irrep copies of a representation to invariant vectors, and back.
+
+    The map is ``b = Q_fix theta`` with ``Q_fix`` the columns of the change of basis on the trivial copies; it is
+    stored dense (one matrix-vector product per call) unless that would exceed :data:`DENSE_FIX_MAX_ENTRIES`.
+    """
 
     def __init__(self, rep: Representation, *, device=None, dtype=None) -> None:
         super().__init__()
@@ -31,14 +39,22 @@ class InvariantSubspace(ConstantsModule):
         self.change = StructuredChangeOfBasis(decomposition, device=device, dtype=dtype)
         positions = self.change.local_position[trivial.columns[:, 0]] if trivial is not None else np.zeros(0)
         self.register_constant("positions", positions, device=device)
+        self.is_dense = self.size * self.dim <= DENSE_FIX_MAX_ENTRIES
+        if self.is_dense:
+            columns = trivial.columns[:, 0] if trivial is not None else np.zeros(0, dtype=np.int64)
+            self.register_constant("fix_basis", decomposition.change_of_basis[:, columns], device=device, dtype=dtype)
 
     def expand(self, dof: torch.Tensor) -> torch.Tensor:
         """``(..., dim)`` -> invariant vectors ``(..., size)``."""
+        if self.is_dense:
+            return F.linear(dof, self.fix_basis)
         spectral = dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.positions, dof)
         return self.change.from_spectral(spectral)
 
     def adjoint(self, vector: torch.Tensor) -> torch.Tensor:
         """Coefficients of the orthogonal projection of ``vector`` onto the invariant subspace."""
+        if self.is_dense:
+            return vector @ self.fix_basis
         return self.change.to_spectral(vector).index_select(-1, self.positions)
 
 
@@ -101,7 +117,7 @@ class InvariantBias(EquivariantModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_features(x)
-        return x if not self.has_bias else x + self.bias
+        return x if not self.has_bias else x + self.weight_cache.value(self.subspace, self.bias_dof)
 
     def export(self) -> nn.Module:
         size = self.in_rep.size
@@ -131,7 +147,10 @@ class eLinear(EquivariantModule):
         bias: add an invariant bias (only possible if ``out_rep`` contains the trivial irrep).
         init_scheme: one of ``xavier_normal``, ``xavier_uniform``, ``kaiming_normal``, ``kaiming_uniform``, with
             the variance of torch's init matched per isotypic block; ``None`` skips initialisation.
-        basis_expansion_scheme: how the weight is materialised (see :mod:`symm_layers.basis`).
+        basis_expansion_scheme: how the weight is materialised (see :mod:`symm_layers.basis`); ``"auto"`` (default)
+            applies :func:`symm_layers.basis.auto_strategy`: ``orbit_gather`` for permutation representations at
+            sizes where forming the weight pays, ``isotypic_expansion`` otherwise. ``extra_repr()`` and
+            ``basis.cost().strategy`` show the choice.
         weight_cache: ``"cached"`` reuses the dense weight while the DoFs are unchanged (exact gradients through
             the expansion's adjoint); ``"uncached"`` expands on every call.
         max_basis_bytes: size limit for strategies that store a dense basis stack.
@@ -170,7 +189,7 @@ class eLinear(EquivariantModule):
         out_rep: Representation,
         bias: bool = True,
         init_scheme: InitScheme | None = "xavier_normal",
-        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion_scheme: BasisExpansionScheme = "auto",
         *,
         weight_cache: WeightCacheMode = "cached",
         max_basis_bytes: int | None = None,
@@ -211,10 +230,11 @@ class eLinear(EquivariantModule):
         )
         bias_parts = None
         if self.bias_module is not None and self.bias_module.has_bias:
-            bias_parts = (self.bias_module.subspace, self.bias_module._parameters)
+            bias_parts = (self.bias_module.subspace, self.bias_module)
         # Direct references for the per-call path (each nn.Module attribute lookup costs ~1 us, which is most of
         # an inference call at D=64). They are the registered submodules themselves, so .to(), deepcopy and
-        # state_dict see the same objects; parameters are read from the _parameters dicts at call time.
+        # state_dict see the same objects. Parameters are read at call time from the modules' current _parameters
+        # dicts (torch.export and torch.func swap those dicts, so a stored reference to one would go stale).
         self.__dict__["_call_parts"] = (self.basis.strategy, self.weight_cache, bias_parts)
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
@@ -261,11 +281,15 @@ class eLinear(EquivariantModule):
         if weight_index is not None or weight_dof is not None:
             raise ValueError("weight_index/weight_dof need eLinear(num_indexed_weights=n) or external_weights=True")
         strategy, cache_mode, bias_parts = self._call_parts
-        dof = self._parameters["weight_dof"]
+        dof = self._parameters.get("weight_dof")
+        if dof is None:  # re-routed by torch.nn.utils.parametrize / prune: read it the ordinary way
+            dof = self.weight_dof
         if self.gradient_normalization == "path":
-            out = strategy.apply(self._effective(dof), input)
-            return out if self.bias is None else out + self.bias
-        bias = None if bias_parts is None else (bias_parts[0], bias_parts[1]["bias_dof"])
+            return strategy.apply(self._effective(dof), input, self.bias)
+        bias = None
+        if bias_parts is not None:
+            bias_dof = bias_parts[1]._parameters.get("bias_dof")
+            bias = (bias_parts[0], bias_parts[1].bias_dof if bias_dof is None else bias_dof)
         return cache_mode.linear(strategy, dof, input, bias)
 
     def _forward_per_row(self, input, weight_index, weight_dof) -> torch.Tensor:
@@ -301,7 +325,7 @@ class eLinear(EquivariantModule):
     def extra_repr(self) -> str:
         return (
             f"in_rep={self.in_rep.name}[{self.in_features}], out_rep={self.out_rep.name}[{self.out_features}], "
-            f"dim_hom={self.basis.dim}, basis_expansion={self.basis.basis_expansion}, "
+            f"dim_hom={self.basis.dim}, {self.basis.extra_repr()}, "
             f"weight_cache={self.weight_cache.name}, gradient_normalization={self.gradient_normalization}"
             + (f", num_indexed_weights={self.num_indexed_weights}" if self.num_indexed_weights else "")
             + (", external_weights=True" if self.external_weights else "")
@@ -340,7 +364,7 @@ def impose_linear_equivariance(
     lin: nn.Module,
     in_rep: Representation,
     out_rep: Representation,
-    basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+    basis_expansion_scheme: BasisExpansionScheme = "auto",
 ) -> None:
     r"""Constrain an existing linear layer in place so that it is G-equivariant.
 

@@ -218,7 +218,7 @@ class eMLP(EquivariantModule):
         bias: bool = True,
         gradient_normalization: GradientNormalization = "element",
         *,
-        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         init_scheme: InitScheme | None = "xavier_normal",
         dropout: float = 0.0,

@@ -243,7 +243,7 @@ class eTransformerEncoderLayer(EquivariantModule, TransformerEncoderLayerBase):
         dtype=None,
         init_scheme: InitScheme | None = "xavier_uniform",
         *,
-        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         norm_affine: str = "isotypic",
     ) -> None:
@@ -322,7 +322,7 @@ class eTransformerDecoderLayer(EquivariantModule, TransformerDecoderLayerBase):
         dtype=None,
         init_scheme: InitScheme | None = "xavier_uniform",
         *,
-        basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion_scheme: BasisExpansionScheme = "auto",
         weight_cache: WeightCacheMode = "cached",
         norm_affine: str = "isotypic",
     ) -> None:

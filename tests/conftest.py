@@ -59,6 +59,13 @@ def rep_pair(case: str):
     if case == "ico-rotated-to-irreps":
         G = eg.ico_group()
         return rotated(G.regular_representation, 3), directsum([G.irrep(1), G.irrep(2), G.trivial_representation])
+    if case == "D8-permutation-mixed":
+        G = eg.dihedral_group(8)
+        sites = G.quotient_representation((0, 1))  # the 8 sites of a ring, reflections reverse them
+        return (
+            directsum([G.regular_representation, sites, G.trivial_representation]),
+            directsum([sites, G.regular_representation, sites]),
+        )
     if case == "SO2-bandlimited":
         G = eg.so2_group()
         return directsum([G.irrep(0), G.irrep(1), G.irrep(2), G.irrep(1)]), G.bl_regular_representation(3)
@@ -76,9 +83,18 @@ FINITE_CASES = [
     "D4-rotated",
     "D6-mixed",
     "ico-rotated-to-irreps",
+    "D8-permutation-mixed",
 ]
 CONTINUOUS_CASES = ["SO2-bandlimited", "O2-bandlimited"]
 ALL_CASES = FINITE_CASES + CONTINUOUS_CASES
+#: Cases whose representations act by permutation matrices in their own basis (what orbit_gather needs).
+PERMUTATION_CASES = ["C8-regular", "D8-regular", "ico-regular", "D8-permutation-mixed"]
+
+
+def skip_unsupported(strategy: str, case: str) -> None:
+    """Skip a strategy on a case it refuses by design (the refusal itself is tested in test_basis.py)."""
+    if strategy == "orbit_gather" and case not in PERMUTATION_CASES:
+        pytest.skip("orbit_gather needs permutation representations")
 
 
 @pytest.fixture(params=ALL_CASES)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import ALL_CASES, FINITE_CASES, rep_pair
+from conftest import ALL_CASES, FINITE_CASES, rep_pair, skip_unsupported
 from escnn import group as eg
 from escnn.group import directsum
 
@@ -12,6 +12,7 @@ FAST_STRATEGIES = [name for name in BASIS_STRATEGIES if name != "reference"]
 
 
 def _pair_basis(case, strategy, dtype=torch.float64):
+    skip_unsupported(strategy, case)
     in_rep, out_rep = rep_pair(case)
     return GroupHomomorphismBasis(in_rep, out_rep, strategy, dtype=dtype)
 
@@ -32,7 +33,7 @@ def test_adjoint_matches_reference(case, strategy):
 
 @pytest.mark.parametrize("strategy", FAST_STRATEGIES)
 def test_adjoint_is_the_autograd_vjp_of_expand(strategy):
-    basis = _pair_basis("D6-mixed", strategy)
+    basis = _pair_basis("D8-permutation-mixed" if strategy == "orbit_gather" else "D6-mixed", strategy)
     dof = torch.randn(basis.dim, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(basis.out_rep.size, basis.in_rep.size, dtype=torch.float64)
     (grad,) = torch.autograd.grad((basis(dof) * upstream).sum(), dof)
@@ -56,7 +57,7 @@ def test_cost_model_picks_the_measured_faster_path(copies, rows, path):
     # the expanded path does (1.7-4x).
     G = eg.cyclic_group(8)
     rep = directsum([G.regular_representation] * copies)
-    expanded, spectral = GroupHomomorphismBasis(rep, rep).strategy.path_macs(rows)
+    expanded, spectral = GroupHomomorphismBasis(rep, rep, "isotypic_expansion").strategy.path_macs(rows)
     assert (spectral < expanded) == (path == "spectral")
 
 
@@ -168,3 +169,48 @@ def test_init_std_per_block_is_finite():
     space = hom_space(*rep_pair("C5-complex-irreps"))
     std = space.init_std("xavier_normal")
     assert np.isfinite(std).all() and (std > 0).all()
+
+
+@pytest.mark.parametrize("case", ["C5-complex-irreps", "D4-rotated", "D6-mixed", "SO2-bandlimited"])
+def test_orbit_gather_refuses_non_permutation_reps_and_names_the_fix(case):
+    in_rep, out_rep = rep_pair(case)
+    with pytest.raises(ValueError, match="permutation.*isotypic_expansion"):
+        GroupHomomorphismBasis(in_rep, out_rep, "orbit_gather")
+
+
+def test_orbit_gather_refuses_copies_rotated_across_orbits():
+    # Same matrices rho(g) (a permutation representation), but the two trivial copies are mixed by the basis.
+    G = eg.cyclic_group(4)
+    rep = directsum([G.regular_representation] * 2)
+    q = np.asarray(rep.change_of_basis).copy()
+    offsets = np.cumsum([0] + [G.irrep(*i).size for i in rep.irreps])
+    a, b = (offsets[k] for k, i in enumerate(rep.irreps) if i == G.trivial_representation.id)
+    c, s = np.cos(0.3), np.sin(0.3)
+    q[:, a], q[:, b] = c * q[:, a] + s * q[:, b], -s * q[:, a] + c * q[:, b]
+    mixed = eg.Representation(G, "mixed", rep.irreps, q)
+    with pytest.raises(ValueError, match="one orbit.*isotypic_expansion"):
+        GroupHomomorphismBasis(mixed, mixed, "orbit_gather")
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [("C8-regular", "orbit_gather"), ("D8-permutation-mixed", "orbit_gather"), ("D6-mixed", "isotypic_expansion")],
+)
+def test_auto_picks_orbit_gather_for_permutation_reps(case, expected):
+    basis = GroupHomomorphismBasis(*rep_pair(case))
+    assert basis.basis_expansion == expected == basis.cost().strategy
+    assert f"basis_expansion={expected} (auto)" in repr(basis)
+
+
+def test_auto_leaves_large_regular_reps_to_the_spectral_path():
+    G = eg.cyclic_group(8)
+    rep = directsum([G.regular_representation] * 128)  # D = 1024: the spectral path never forms W
+    assert GroupHomomorphismBasis(rep, rep).basis_expansion == "isotypic_expansion"
+
+
+def test_orbit_gather_stores_one_gather_and_small_orbit_maps():
+    in_rep, out_rep = rep_pair("ico-regular")
+    cost = GroupHomomorphismBasis(in_rep, out_rep, "orbit_gather", dtype=torch.float32).cost()
+    dense = in_rep.size * out_rep.size
+    assert cost.buffer_bytes <= 8 * dense + 4 * 60 * 60 + 8 * cost.parameters
+    assert cost.expand_macs <= 2 * dense

@@ -10,11 +10,16 @@ from .._types import BasisExpansionScheme, InitScheme
 from .base import BasisCost, HomBasisStrategy
 from .dense import DEFAULT_MAX_BASIS_BYTES, MemoryHeavyExpansion, ReferenceExpansion, nullspace_basis
 from .isotypic import IsotypicExpansion
-from .registry import BASIS_STRATEGIES, resolve_basis
+from .orbit import OrbitGather, orbit_plan
+from .registry import AUTO_REFERENCE_ROWS, BASIS_STRATEGIES, auto_strategy, resolve_basis
 from .space import INIT_SCHEMES, HomSpace, hom_space, no_map_message
 
 __all__ = [
+    "AUTO_REFERENCE_ROWS",
     "BASIS_STRATEGIES",
+    "OrbitGather",
+    "auto_strategy",
+    "orbit_plan",
     "DEFAULT_MAX_BASIS_BYTES",
     "INIT_SCHEMES",
     "BasisCost",
@@ -66,18 +71,21 @@ class GroupHomomorphismBasis(nn.Module):
         self,
         in_rep: Representation,
         out_rep: Representation,
-        basis_expansion: BasisExpansionScheme = "isotypic_expansion",
+        basis_expansion: BasisExpansionScheme = "auto",
         *,
         max_basis_bytes: int | None = None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
-        strategy_cls = resolve_basis(basis_expansion)
+        if basis_expansion != "auto":
+            resolve_basis(basis_expansion)  # an unknown name fails before any construction work
         self.space = hom_space(in_rep, out_rep)
         if self.space.dim == 0:
             raise ValueError(no_map_message(self.space, in_rep, out_rep))
         self.in_rep, self.out_rep = in_rep, out_rep
+        self.requested_expansion = basis_expansion
+        strategy_cls = resolve_basis(basis_expansion, self.space)
         self.strategy = strategy_cls(self.space, device=device, dtype=dtype, max_basis_bytes=max_basis_bytes)
 
     @property
@@ -86,7 +94,12 @@ class GroupHomomorphismBasis(nn.Module):
 
     @property
     def basis_expansion(self) -> str:
+        """The strategy in use (what ``"auto"`` resolved to, if it was asked for)."""
         return self.strategy.name
+
+    def extra_repr(self) -> str:
+        chosen = self.strategy.name
+        return f"basis_expansion={chosen}" + (" (auto)" if self.requested_expansion == "auto" else "")
 
     def forward(self, dof: torch.Tensor) -> torch.Tensor:
         return self.strategy.expand(dof)
@@ -105,4 +118,5 @@ class GroupHomomorphismBasis(nn.Module):
         return self.strategy.apply(dof, x)
 
     def cost(self) -> BasisCost:
+        """Analytic cost of the strategy in use; ``cost().strategy`` names it (``"auto"`` resolved)."""
         return self.strategy.cost()

@@ -21,12 +21,14 @@ class BasisCost:
         buffer_bytes: bytes of the strategy's constant buffers at its current dtype.
         expand_macs: multiply-adds of one ``expand`` (0 for strategies that never form the weight).
         apply_macs_per_row: multiply-adds of ``apply`` per input row, on top of any expansion.
+        strategy: name of the strategy these counts belong to.
     """
 
     parameters: int
     buffer_bytes: int
     expand_macs: int
     apply_macs_per_row: int
+    strategy: str = ""
 
     def apply_macs(self, rows: int) -> int:
         return self.expand_macs + rows * self.apply_macs_per_row
@@ -63,9 +65,9 @@ class HomBasisStrategy(ConstantsModule):
         """Frobenius-orthogonal projection of a dense ``matrix`` onto Hom_G."""
         return self.expand(self.adjoint(matrix))
 
-    def apply(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W(dof)^T`` for ``x`` of shape ``(..., in_size)``."""
-        return F.linear(x, self.expand(dof))
+    def apply(self, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ W(dof)^T (+ bias)`` for ``x`` of shape ``(..., in_size)``."""
+        return F.linear(x, self.expand(dof), bias)
 
     def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x[r] @ W(dof[r])^T`` for per-row DoFs ``dof`` of shape ``(*x.shape[:-1], dim)``."""
@@ -83,6 +85,7 @@ class HomBasisStrategy(ConstantsModule):
             buffer_bytes=buffer_bytes,
             expand_macs=self.expand_macs(),
             apply_macs_per_row=self.out_size * self.in_size,
+            strategy=self.name,
         )
 
     def extra_repr(self) -> str:

@@ -115,12 +115,13 @@ class IsotypicExpansion(HomBasisStrategy):
     def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.apply_spectral(dof, x)
 
-    def apply(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, dof: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         rows = x.numel() // max(self.in_size, 1)
         expanded, spectral = self.path_macs(rows)
         if spectral < expanded:
-            return self.apply_spectral(dof, x)
-        return self.apply_expanded(dof, x)
+            out = self.apply_spectral(dof, x)
+            return out if bias is None else out + bias
+        return F.linear(x, self.expand(dof), bias)
 
     # ----------------------------------------------------------------------------------------------- costs
     def expand_macs(self) -> int:

@@ -231,7 +231,7 @@ class eCondTransformerRegressor(EquivariantModule, CondTransformerRegressorBase)
                  p_drop_emb: float = 0.1, p_drop_attn: float = 0.1, causal_attn: bool = False,
                  num_cond_layers: int = 0, norm_module: str = "rmsnorm",
                  init_scheme: InitScheme | None = "xavier_uniform", *, norm_affine: str = "isotypic",
-                 norm_first: bool = True, basis_expansion_scheme: BasisExpansionScheme = "isotypic_expansion",
+                 norm_first: bool = True, basis_expansion_scheme: BasisExpansionScheme = "auto",
                  weight_cache: WeightCacheMode = "cached", device=None, dtype=None) -> None:  # fmt: skip
         super().__init__()
         out_rep = in_rep if out_rep is None else out_rep

@@ -1,0 +1,30 @@
+"""What the figure step (``plot.py``), the table step (``tables.py``) and the guide share, so that none of them
+imports another: the final rows of each run, the wording of the interval every figure and table shows, and paths
+as headers print them (relative to the repository, never a machine path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+#: seaborn's ``errorbar`` argument and its wording in captions and table headers.
+INTERVAL = ("se", 1)
+INTERVAL_TEXT = "mean ± 1 s.e. over seeds"
+
+
+def finals(data: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and final metric (the last logged step of each run)."""
+    last = data.groupby("run_id").step.transform("max")
+    return data[data.step == last]
+
+
+def display_path(path: Path | str) -> str:
+    """``path`` relative to the repository when inside it, else ``.../<name>``: no machine path in a header."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else f".../{path.name}"
