@@ -42,6 +42,8 @@ STUDY_MODULES = {
     "normalization": "ablations.study_norm",
     "equivariant_vs_plain": "ablations.study_equivariance",
     "equivariant_vs_plain_sequence": "ablations.study_equivariance_sequence",
+    "ant_forecast": "ablations.study_ant",
+    "ant_dynamics": "ablations.study_ant_dynamics",
 }
 
 

@@ -166,6 +166,12 @@ def sequence_equivariance_section(results: Path) -> list[str]:
                                  "regressor on the ring-oscillator task", "regressor")  # fmt: skip
 
 
+def ant_sections(results: Path) -> list[str]:
+    from .guide_ant import sections  # imports this module
+
+    return sections(results)
+
+
 def _diagonal_twin(name: str) -> str:
     """``"eRMSNorm"`` -> ``"eRMSNorm (diagonal affine)"``; ``"X (rmsnorm)"`` -> ``"X (rmsnorm, diagonal affine)"``."""
     return name[:-1] + ", diagonal affine)" if name.endswith(")") else name + " (diagonal affine)"
@@ -225,7 +231,7 @@ def write(results: Path = RESULTS) -> Path:
         "",
     ]
     sections = (basis_section, cache_section, norm_section, equivariance_section, sequence_equivariance_section,
-                benchmark_section)  # fmt: skip
+                ant_sections, benchmark_section)  # fmt: skip
     for section in sections:
         lines += section(results)
     path = results / "README.md"

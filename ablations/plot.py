@@ -42,13 +42,15 @@ PALETTE = dict(
             "plain/equal-width",
             "plain/equal-params",
             "plain/augmented",
+            "equivariant/equal-params",
         ],  # fmt: skip
-        [_COLOURS[i] for i in (0, 1, 0, 3, 10, 11, 12, 13, 14, 15, 0, 1, 7, 2)],
+        [_COLOURS[i] for i in (0, 1, 0, 3, 10, 11, 12, 13, 14, 15, 0, 1, 7, 2, 11)],
         strict=True,
     )
 )
 #: Studies whose hue is a job parameter other than the label (the label also holds the training-set size).
-HUE = {"equivariant_vs_plain": "model", "equivariant_vs_plain_sequence": "model"}
+HUE = {"equivariant_vs_plain": "model", "equivariant_vs_plain_sequence": "model", "ant_forecast": "model",
+       "ant_dynamics": "model"}  # fmt: skip
 
 
 def hue_order(values) -> list[str]:

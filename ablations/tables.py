@@ -54,7 +54,8 @@ COLUMNS = [
 
 
 #: The configuration each study's time ratios are relative to (default: the first in the hue order).
-BASELINE = {"equivariant_vs_plain": "plain/equal-width", "equivariant_vs_plain_sequence": "plain/equal-width"}
+BASELINE = {"equivariant_vs_plain": "plain/equal-width", "equivariant_vs_plain_sequence": "plain/equal-width",
+            "ant_forecast": "plain/equal-width", "ant_dynamics": "plain/equal-width"}  # fmt: skip
 
 
 def _main_table(rows: pd.DataFrame, hue: str, order: list[str], baseline: str) -> str:
