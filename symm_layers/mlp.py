@@ -17,7 +17,7 @@ import torch
 from escnn.group import Representation
 from torch import nn
 
-from ._types import BasisExpansionScheme, InitScheme, WeightCacheMode
+from ._types import BasisExpansionScheme, InitScheme, Layout, WeightCacheMode
 from .activations import (
     ACTIVATIONS,
     Activation,
@@ -27,6 +27,7 @@ from .activations import (
     regular_copies,
 )
 from .basis import INIT_SCHEMES
+from .layout import check_layout
 from .linear import InvariantBias, eLinear
 from .module import EquivariantModule
 from .reps import check_representations, check_same_group
@@ -213,6 +214,10 @@ class eMLP(EquivariantModule):
             on the invariant subspace. ``None`` skips initialisation.
         dropout: probability of the dropout after each hidden activation (equivariant in distribution, since
             hidden representations permute coordinates).
+        layout: ``"spatial"`` or ``"spectral"``: the layout of the input and output features
+            (:mod:`symm_layers.layout`). Hidden features always stay in their permutation basis, where the pointwise
+            activation acts; in the spectral layout the first and last weights fold in the change of basis, so no
+            activation is ever converted.
         device, dtype: factory kwargs.
 
     Shape:
@@ -245,11 +250,15 @@ class eMLP(EquivariantModule):
         weight_cache: WeightCacheMode = "cached",
         init_scheme: InitScheme | None = "xavier_normal",
         dropout: float = 0.0,
+        layout: Layout = "spatial",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         check_representations(type(self).__name__, in_rep=in_rep, out_rep=out_rep)
+        self.layout = check_layout(layout)
+        if layout == "spectral" and output_activation:
+            raise ValueError("a pointwise output_activation needs out_rep's own basis; use layout='spatial' for it")
         options = PerceptronOptions(activation, output_activation, bias, gradient_normalization, dropout)
         check_same_group(in_rep, out_rep)
         hidden = [
@@ -263,12 +272,26 @@ class eMLP(EquivariantModule):
             check_pointwise_activation(out_rep, "out_rep (output_activation=True)")
         self.in_rep, self.out_rep, self.hidden_reps = in_rep, out_rep, tuple(hidden)
         shared = dict(weight_cache=weight_cache, init_scheme=None, device=device, dtype=dtype)
+        features = [in_rep, *hidden, out_rep]
+        # Hidden features stay in their permutation basis (the activation acts there); only the first map's input
+        # and the last map's output follow ``layout``, with the change of basis folded into those two weights.
+        last = len(features) - 2
+        linear_layouts = iter(
+            [(layout if i == 0 else "spatial", layout if i == last else "spatial") for i in range(last + 1)]
+        )
+        bias_layouts = iter([layout if i == last else "spatial" for i in range(last + 1)])
         family = LinearFamily(
-            linear=functools.partial(eLinear, bias=False, basis_expansion_scheme=basis_expansion_scheme, **shared),
-            bias=functools.partial(InvariantBias, **shared),
+            linear=lambda f_in, f_out: eLinear(
+                f_in,
+                f_out,
+                bias=False,
+                basis_expansion_scheme=basis_expansion_scheme,
+                layout=next(linear_layouts),
+                **shared,
+            ),
+            bias=lambda f_out: InvariantBias(f_out, layout=next(bias_layouts), **shared),
             init_linear=eLinear.reset_parameters,
         )
-        features = [in_rep, *hidden, out_rep]
         self.stack = _PerceptronStack(features, family, options, init_scheme)
 
     def reset_parameters(self, scheme: InitScheme = "xavier_normal") -> None:

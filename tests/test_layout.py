@@ -83,3 +83,108 @@ def test_diagonal_affine_is_refused_in_the_spectral_layout():
 def test_unknown_layout_names_the_choices():
     with pytest.raises(ValueError, match="spatial, spectral"):
         eLinear(*rep_pair("C8-regular"), layout="isotypic")
+
+
+# ---------------------------------------------------------------------------------------------- composite layers
+def _regular(copies=4):
+    from escnn.group import dihedral_group, directsum
+
+    return directsum([dihedral_group(4).regular_representation] * copies)
+
+
+def _pair(build):
+    """(spatial, spectral) modules from ``build(layout)``, sharing one state."""
+    spatial, spectral = build("spatial").double(), build("spectral").double()
+    spectral.load_state_dict(spatial.state_dict())
+    return spatial, spectral
+
+
+def test_attention_gives_the_same_function_in_both_layouts():
+    from symm_layers import eMultiheadAttention
+
+    rep = _regular()
+    spatial, spectral = _pair(lambda layout: eMultiheadAttention(rep, 2, layout=layout))
+    coords = SpectralCoordinates(rep, dtype=torch.float64)
+    x = torch.randn(3, 5, rep.size, dtype=torch.float64)
+    z = coords.to_spectral(x)
+    torch.testing.assert_close(spectral(z, z, z)[0], coords.to_spectral(spatial(x, x, x)[0]), atol=1e-12, rtol=0)
+    spectral.check_equivariance()
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_transformer_layers_and_stacks_give_the_same_function_in_both_layouts(kind):
+    from symm_layers import TransformerStack, eMultiheadAttention, eTransformerDecoderLayer, eTransformerEncoderLayer
+
+    rep = _regular()
+
+    def build(layout):
+        attn = [eMultiheadAttention(rep, 2, layout=layout) for _ in range(2)]
+        if kind == "encoder":
+            return eTransformerEncoderLayer(rep, attn[0], 64, 0.0, layout=layout)
+        return eTransformerDecoderLayer(rep, *attn, 64, 0.0, layout=layout)
+
+    spatial, spectral = _pair(build)
+    coords = SpectralCoordinates(rep, dtype=torch.float64)
+    x, memory = (torch.randn(3, n, rep.size, dtype=torch.float64) for n in (5, 7))
+    args = () if kind == "encoder" else (memory,)
+    spectral_args = tuple(coords.to_spectral(a) for a in args)
+    expected = coords.to_spectral(spatial(x, *args))
+    torch.testing.assert_close(spectral(coords.to_spectral(x), *spectral_args), expected, atol=1e-12, rtol=0)
+    spectral.check_equivariance()
+    # A stack of spectral layers keeps its own inputs and outputs in the representation's basis.
+    stacks = [TransformerStack(layer, 2) for layer in (spatial, spectral)]
+    stacks[1].load_state_dict(stacks[0].state_dict())
+    torch.testing.assert_close(stacks[1](x, *args), stacks[0](x, *args), atol=1e-12, rtol=0)
+    torch.testing.assert_close(stacks[1].export()(x, *args), stacks[0](x, *args), atol=1e-12, rtol=0)
+    stacks[1].check_equivariance()
+
+
+def test_a_spatial_attention_in_a_spectral_layer_is_refused():
+    from symm_layers import eMultiheadAttention, eTransformerEncoderLayer
+
+    rep = _regular()
+    with pytest.raises(ValueError, match="layout='spectral'"):
+        eTransformerEncoderLayer(rep, eMultiheadAttention(rep, 2), 64, layout="spectral")
+
+
+def test_emlp_gives_the_same_function_in_both_layouts():
+    from symm_layers import eMLP
+
+    in_rep, out_rep = rep_pair("D6-mixed")
+    spatial, spectral = _pair(lambda layout: eMLP(in_rep, out_rep, [24, 24], layout=layout))
+    x = torch.randn(4, in_rep.size, dtype=torch.float64)
+    z = SpectralCoordinates(in_rep, dtype=torch.float64).to_spectral(x)
+    expected = SpectralCoordinates(out_rep, dtype=torch.float64).to_spectral(spatial(x))
+    torch.testing.assert_close(spectral(z), expected, atol=1e-12, rtol=0)
+    spectral.check_equivariance()
+
+
+@pytest.mark.parametrize("num_cond_layers", [0, 1])
+def test_regressor_gives_the_same_function_in_every_layout(num_cond_layers):
+    from escnn.group import dihedral_group, directsum
+
+    from symm_layers import eCondTransformerRegressor
+
+    G = dihedral_group(8)
+    rep = directsum([G.quotient_representation((0, 1))] * 2)
+    args = (rep, rep, None, 6, 3, 1, 2, 32, 0.0, 0.0)
+    spatial, spectral = _pair(
+        lambda layout: eCondTransformerRegressor(*args, num_cond_layers=num_cond_layers, layout=layout)
+    )
+    X, Z = torch.randn(2, 6, rep.size, dtype=torch.float64), torch.randn(2, 3, rep.size, dtype=torch.float64)
+    torch.testing.assert_close(spectral(X, 0.3, Z), spatial(X, 0.3, Z), atol=1e-12, rtol=0)
+    torch.testing.assert_close(spectral.export()(X, 0.3, Z), spatial(X, 0.3, Z), atol=1e-12, rtol=0)
+    spectral.check_equivariance()
+
+
+def test_regressor_auto_layout_follows_the_embedding_size():
+    from escnn.group import dihedral_group
+
+    from symm_layers import eCondTransformerRegressor
+
+    rep = dihedral_group(8).quotient_representation((0, 1))
+    small = eCondTransformerRegressor(rep, rep, None, 4, 2, 1, 2, 32, 0.0, 0.0)
+    large = eCondTransformerRegressor(rep, rep, None, 4, 2, 1, 2, 1024, 0.0, 0.0)
+    batch = eCondTransformerRegressor(rep, rep, None, 4, 2, 1, 2, 32, 0.0, 0.0, norm_module="batchnorm")
+    assert (small.layout, large.layout, batch.layout) == ("spectral", "spatial", "spatial")
+    assert "layout=spectral (auto)" in small.extra_repr()
