@@ -181,6 +181,10 @@ class eLayerNorm(EquivariantModule):
             unit = decomposition.change_of_basis.T @ unit
             self.centring = "none" if self.centring == "none" else "projection"
         self.register_constant("direction", unit, device=device, dtype=dtype)
+        if layout == "spectral":
+            columns = trivial.columns[:, 0] if trivial is not None else np.zeros(0, dtype=np.int64)
+            self.register_constant("trivial_columns", columns, device=device)
+            self.register_constant("trivial_direction", unit[columns], device=device, dtype=dtype)
         self.fused_affine = isinstance(self.affine, eDiagonalAffine) and self.centring == "mean"
         self.spectral_affine = layout == "spectral" and self.affine is not None
 
@@ -198,6 +202,11 @@ class eLayerNorm(EquivariantModule):
             weight, bias = self.affine.spectral_weight_and_bias()
         if self.centring == "mean":
             out = F.layer_norm(x, shape, None, None, self.eps)
+        elif self.centring == "projection" and self.layout == "spectral":
+            # The direction lives on the trivial coordinates: one small gather, then one index_add pass over x.
+            trivial = x.index_select(-1, self.trivial_columns)
+            shift = (trivial @ self.trivial_direction).unsqueeze(-1) * self.trivial_direction
+            out = F.rms_norm(x.index_add(-1, self.trivial_columns, shift, alpha=-1.0), shape, weight, self.eps)
         elif self.centring == "projection":
             centred = x - (x @ self.direction).unsqueeze(-1) * self.direction
             out = F.rms_norm(centred, shape, weight, self.eps)
