@@ -41,18 +41,26 @@ FAMILIES = {  # family -> (section title, groups measured)
     "mlp": ("MLP: eMLP vs MLP", ("C8",)),
 }
 MODES = ("train", "eval")
-TARGETS = {  # (candidate, metric) -> largest allowed ratio to the torch twin
+TARGETS = {  # (candidate, metric) -> largest allowed ratio to the torch twin (issue 9's targets where it sets one)
+    ("eRMSNorm (spectral layout)", "train"): 1.2,
+    ("eRMSNorm (spectral layout)", "eval"): 1.2,
+    ("eLayerNorm (spectral layout)", "train"): 1.2,
+    ("eLayerNorm (spectral layout)", "eval"): 1.2,
+    ("eTransformerEncoderLayer (rmsnorm, spectral layout)", "train"): 1.3,
+    ("eTransformerEncoderLayer (rmsnorm, spectral layout)", "eval"): 1.1,
+    ("eCondTransformerRegressor (spatial layout)", "train"): 1.2,
+    ("eCondTransformerRegressor, embedding 512", "train"): 1.0,
     ("eRMSNorm", "train"): 2.0,
     ("eRMSNorm", "eval"): 2.0,
-    ("eLayerNorm", "train"): 3.0,
-    ("eLayerNorm", "eval"): 3.0,
+    ("eLayerNorm", "train"): 2.0,
+    ("eLayerNorm", "eval"): 2.0,
     ("eMultiheadAttention", "train"): 1.5,
     ("eMultiheadAttention", "eval"): 1.1,
-    ("eTransformerEncoderLayer (rmsnorm)", "train"): 1.5,
+    ("eTransformerEncoderLayer (rmsnorm)", "train"): 1.3,
     ("eTransformerEncoderLayer (rmsnorm)", "eval"): 1.1,
-    ("eTransformerEncoderLayer (layernorm)", "train"): 1.5,
+    ("eTransformerEncoderLayer (layernorm)", "train"): 1.3,
     ("eTransformerEncoderLayer (layernorm)", "eval"): 1.1,
-    ("eCondTransformerRegressor", "train"): 1.3,
+    ("eCondTransformerRegressor", "train"): 1.2,
     ("eRMSNorm (diagonal affine)", "train"): 2.0,
     ("eRMSNorm (diagonal affine)", "eval"): 2.0,
     ("eLayerNorm (diagonal affine)", "train"): 3.0,
@@ -101,20 +109,28 @@ class Config:
     groups: tuple[str, ...] = ("C8", "D8", "ico")
     device: str = "cpu"
     dtype: str = "float32"
+    timer: str = "auto"
 
     @property
     def placement(self) -> common.Placement:
         return common.Placement(self.device, self.dtype)
 
+    @property
+    def clock(self) -> str:
+        """The resolved ``timer`` (one torch thread): a key of ``common.CLOCKS``."""
+        return common.resolve_timer(self.timer, self.device, 1)
+
     def command(self) -> str:
-        return common.command_line("layer_family.py", self, ("families", "groups"))
+        return common.command_line("layer_family.py", self, ("families", "groups", "timer"))
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
     p = common.base_parser(__doc__, PROFILES, Config, "<= 5 min on 2 cores")
     p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(Config.families))
+    p.add_argument("--timer", choices=common.TIMERS, default=Config.timer,
+                   help="clock of the timed blocks; auto: thread CPU time on the CPU, wall clock on a GPU")  # fmt: skip
     a = p.parse_args(argv)
-    return Config(a.profile, a.out, a.from_raw, tuple(a.families), tuple(a.groups), a.device, a.dtype)
+    return Config(a.profile, a.out, a.from_raw, tuple(a.families), tuple(a.groups), a.device, a.dtype, a.timer)
 
 
 # ----------------------------------------------------------------------------------------------- calls
@@ -201,6 +217,7 @@ def norm_comparisons(group: str, place: common.Placement) -> list[Comparison]:
                 "nn.RMSNorm": on_input(place, nn.RMSNorm(d), x, g),
                 "eRMSNorm": on_input(place, eRMSNorm(rep), x, g),
                 "eRMSNorm (diagonal affine)": on_input(place, eRMSNorm(rep, affine="diagonal"), x, g),
+                "eRMSNorm (spectral layout)": on_input(place, eRMSNorm(rep, layout="spectral"), x, g),
             },
         ),
         Comparison(
@@ -210,6 +227,7 @@ def norm_comparisons(group: str, place: common.Placement) -> list[Comparison]:
                 "nn.LayerNorm": on_input(place, nn.LayerNorm(d), x, g),
                 "eLayerNorm": on_input(place, eLayerNorm(rep), x, g),
                 "eLayerNorm (diagonal affine)": on_input(place, eLayerNorm(rep, affine="diagonal"), x, g),
+                "eLayerNorm (spectral layout)": on_input(place, eLayerNorm(rep, layout="spectral"), x, g),
             },
         ),
         Comparison(
@@ -270,14 +288,18 @@ def encoder_comparisons(group: str, place: common.Placement) -> list[Comparison]
     def torch_layer() -> nn.Module:
         return nn.TransformerEncoderLayer(d, heads, 4 * d, batch_first=True, **options)
 
-    def ours(norm: str, affine: str = "isotypic") -> nn.Module:
-        attn = eMultiheadAttention(rep, heads)
-        return eTransformerEncoderLayer(rep, attn, 4 * d, norm_module=norm, norm_affine=affine, **options)
+    def ours(norm: str, affine: str = "isotypic", layout: str = "spatial") -> nn.Module:
+        attn = eMultiheadAttention(rep, heads, layout=layout)
+        kw = {"norm_module": norm, "norm_affine": affine, "layout": layout}
+        return eTransformerEncoderLayer(rep, attn, 4 * d, **kw, **options)
 
     subjects = {
         "nn.TransformerEncoderLayer": on_input(place, seeded(torch_layer), x, g),
         "eTransformerEncoderLayer (rmsnorm)": on_input(place, seeded(lambda: ours("rmsnorm")), x, g),
         "eTransformerEncoderLayer (layernorm)": on_input(place, seeded(lambda: ours("layernorm")), x, g),
+        "eTransformerEncoderLayer (rmsnorm, spectral layout)": on_input(
+            place, seeded(lambda: ours("rmsnorm", layout="spectral")), x, g
+        ),
         "eTransformerEncoderLayer (rmsnorm, diagonal affine)": on_input(
             place, seeded(lambda: ours("rmsnorm", "diagonal")), x, g
         ),
@@ -306,19 +328,31 @@ def regressor_comparisons(group: str, place: common.Placement) -> list[Compariso
     steps = place.tensor(torch.randint(0, 100, (r["batch"],), generator=gen).float())
     g = place.tensor(torch.randn(r["batch"], r["in_horizon"], f, generator=gen))
     shared = (r["in_horizon"], r["cond_horizon"], r["layers"], r["heads"], r["width"], 0.0, 0.0)
+    wide = (*shared[:4], 4 * r["width"], *shared[5:])
     models = {
         "CondTransformerRegressor": seeded(lambda: CondTransformerRegressor(f, f, f, *shared)),
         "eCondTransformerRegressor": seeded(lambda: eCondTransformerRegressor(rep, rep, rep, *shared)),
+        "eCondTransformerRegressor (spatial layout)": seeded(
+            lambda: eCondTransformerRegressor(rep, rep, rep, *shared, layout="spatial")
+        ),
         "eCondTransformerRegressor (diagonal affine)": seeded(
             lambda: eCondTransformerRegressor(rep, rep, rep, *shared, norm_affine="diagonal")
         ),
     }
-    subjects = {}
-    for name, m in models.items():
-        m = place.module(m)
-        optimizer = torch.optim.AdamW(m.get_optim_groups(1e-3), lr=1e-4)
-        subjects[name] = Subject(m, lambda m=m: m(X, steps, Z), g, optimizer=optimizer)
-    return [Comparison(r["width"], f"X {'x'.join(map(str, X.shape))}, Z {'x'.join(map(str, Z.shape))}", subjects)]
+    wide_models = {
+        "CondTransformerRegressor, embedding 512": seeded(lambda: CondTransformerRegressor(f, f, f, *wide)),
+        "eCondTransformerRegressor, embedding 512": seeded(lambda: eCondTransformerRegressor(rep, rep, rep, *wide)),
+    }
+    shape = f"X {'x'.join(map(str, X.shape))}, Z {'x'.join(map(str, Z.shape))}"
+    comparisons = []
+    for width, group_models in ((r["width"], models), (wide[4], wide_models)):
+        subjects = {}
+        for name, m in group_models.items():
+            m = place.module(m)
+            optimizer = torch.optim.AdamW(m.get_optim_groups(1e-3), lr=1e-4)
+            subjects[name] = Subject(m, lambda m=m: m(X, steps, Z), g, optimizer=optimizer)
+        comparisons.append(Comparison(width, shape, subjects))
+    return comparisons
 
 
 def mlp_comparisons(group: str, place: common.Placement) -> list[Comparison]:
@@ -355,7 +389,7 @@ def measure(cfg: Config, family: str, group: str, comparison: Comparison) -> lis
         for s in subjects.values():
             s.module.train(training)
         fns = {k: train_call(s) if training else eval_call(s) for k, s in subjects.items()}
-        samples = common.interleaved(fns, budget.rounds, budget, place.sync)
+        samples = common.interleaved(fns, budget.rounds, budget, place.sync, common.CLOCKS[cfg.clock][0])
         ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
         for k, s in subjects.items():  # spread: of the twin's samples, of a candidate's per-round ratios
             paired = [t / b for t, b in zip(samples[k], samples[twin], strict=True)]
@@ -391,7 +425,7 @@ HEADER = """# Equivariant layers vs their torch twins
 
 - machine: {cpu} ({cores} cores), {hardware}, {threads} torch thread(s), {dtype}
 - torch {torch}, escnn {escnn}, python {python}; commit `{commit}`
-- date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}
+- date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}; timer: {timer}
 - regenerate: `{command}`; re-render this table only: `python benchmarks/layer_family.py --from-raw --out {out}`
 - timing: the torch twin and the candidates alternate block by block in interleaved rounds (order rotated every
   round); a round's sample is its fastest block; each implementation reports its median over rounds, and ratio =
@@ -483,6 +517,7 @@ def main(argv: list[str] | None = None) -> None:
                 common.save_run(cfg.out, rows, {**partial, "setup": SETUP, "partial": True})  # kept if cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)
         meta = common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
+        meta["timer"] = common.CLOCKS[cfg.clock][1]
         common.save_run(cfg.out, rows, {**meta, "setup": SETUP})
     (cfg.out / "table.md").write_text(render(cfg.out))
     common.log(f"wrote {cfg.out / 'table.md'}")

@@ -198,11 +198,15 @@ class OrbitGather(HomBasisStrategy):
         for k, t in enumerate(plan.pair_types):
             self.register_constant(f"perm_{k}", t.perm.reshape(-1), device=device)
             self.register_constant(f"orbit_values_{k}", t.values, device=device, dtype=dtype)
+            self.register_constant(f"orbit_values_t_{k}", np.ascontiguousarray(t.values.T), device=device, dtype=dtype)
             self._types.append((t.perm.shape[0], t.values.shape[0], t.values.shape[1]))
         self.register_constant("gather", plan.gather, device=device)
 
     def coefficients_of(self, dof: torch.Tensor) -> torch.Tensor:
         """Orbit values ``(..., num_coefficients)`` of the weight ``W(dof)`` (one per orbit, plus a zero slot)."""
+        if dof.dim() == 1 and len(self._types) == 1 and not self.needs_zero:  # the per-call hot path: two ops
+            pairs, _, n_dof = self._types[0]
+            return torch.mm(dof.index_select(0, self.perm_0).view(pairs, n_dof), self.orbit_values_t_0).view(-1)
         lead = dof.shape[:-1]
         pieces = []
         for k, (pairs, _, n_dof) in enumerate(self._types):
