@@ -26,43 +26,49 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Above this many elements numpy's comparison is faster than torch.equal on CPU (measured: 2.4 vs 3.9 us at 8192).
-_NUMPY_COMPARE_MIN = 4096
-_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+Parameter = torch.nn.Parameter
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_BYTES_DTYPES = {torch.float16, torch.float32, torch.float64, torch.int32, torch.int64}
 
 
 def cacheable(sources: Sequence[torch.Tensor]) -> bool:
     """False while tracing or transforming (compile, export, vmap, fake tensors): never store such values."""
     if torch.compiler.is_compiling():  # first: dynamo cannot trace the functorch query below
         return False
-    for t in sources:
-        if type(t) not in _PLAIN_TYPES or _is_wrapped(t):
+    for t in sources:  # a Parameter is never a functorch wrapper; a plain Tensor may be one (vmap, grad)
+        if type(t) is not Parameter and (type(t) is not torch.Tensor or _is_wrapped(t)):
             return False
     return True
 
 
-def _snapshot(t: torch.Tensor):
-    t = t.detach()
-    if t.device.type == "cpu" and t.numel() >= _NUMPY_COMPARE_MIN and t.dtype != torch.bfloat16:
-        return t.numpy().copy()
-    return t.clone()
+def _snapshot(t: torch.Tensor) -> tuple:
+    """``(id, data_ptr, live view, reference)`` of a source when a value is built from it.
+
+    On the CPU the reference is the bytes of the tensor and the live view a numpy array on its storage, so the
+    per-call check is one ``memcmp`` (0.2 us for 512 DoFs against 1.4 us for ``torch.equal``); elsewhere the
+    reference is a copy compared with ``torch.equal``.
+    """
+    detached = t.detach()
+    if detached.device.type == "cpu" and detached.dtype in _BYTES_DTYPES and detached.is_contiguous():
+        live = detached.numpy()
+        return id(t), t.data_ptr(), live, live.tobytes()
+    return id(t), t.data_ptr(), None, detached.clone()
 
 
-def _same_content(t: torch.Tensor, snapshot) -> bool:
-    if isinstance(snapshot, np.ndarray):
-        return np.array_equal(t.detach().numpy(), snapshot)
-    return torch.equal(t, snapshot)
+def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
+    tid, ptr, live, reference = snapshot
+    if id(t) != tid or t.data_ptr() != ptr:
+        return False
+    return live.tobytes() == reference if live is not None else torch.equal(t, reference)
 
 
 class DerivedTensorCache:
     """Holds one value derived from source tensors, rebuilt when any source changes (see the module contract)."""
 
-    __slots__ = ("_key", "_snapshots", "_value", "builds")
+    __slots__ = ("_snapshots", "_value", "builds")
 
     def __init__(self) -> None:
         self.clear()
@@ -76,17 +82,15 @@ class DerivedTensorCache:
         if not cacheable(sources):
             with torch.no_grad():
                 return build()
-        key = tuple((id(t), t.data_ptr()) for t in sources)
-        if key != self._key or not all(map(_same_content, sources, self._snapshots)):
+        snapshots = self._snapshots
+        if len(snapshots) != len(sources) or not all(map(_unchanged, sources, snapshots)):
             with torch.inference_mode(False), torch.no_grad():
                 self._value = build()
             self._snapshots = tuple(_snapshot(t) for t in sources)
-            self._key = key
             self.builds += 1
         return self._value
 
     def clear(self) -> None:
-        self._key = None
         self._snapshots = ()
         self._value = None
 
@@ -153,8 +157,7 @@ class CachedWeight(WeightCacheMode):
         return value if value.requires_grad else value.clone()  # clause 7: never the cached tensor itself
 
     def linear(self, strategy, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
-        records = dof.requires_grad or (bias is not None and bias[1].requires_grad)
-        if records and torch.is_grad_enabled():
+        if torch.is_grad_enabled() and (dof.requires_grad or (bias is not None and bias[1].requires_grad)):
             return self._compute(strategy, dof, x, bias)
         if bias is None:
             return F.linear(x, self.cache.get((dof,), lambda: strategy.expand(dof)))

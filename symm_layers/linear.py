@@ -313,6 +313,8 @@ class eLinear(EquivariantModule):
             layouts = (self.in_layout, self.out_layout)
             self.feature_map = FoldedGather(self.basis.space, *layouts, device=device, dtype=dtype)
         self.__dict__["_call_parts"] = (self.feature_map, self.weight_cache, bias_parts)
+        special = channel_in is not None or external_weights or num_indexed_weights is not None
+        self.__dict__["_plain_call"] = not special and gradient_normalization != "path"
         if init_scheme is not None:
             self.reset_parameters(init_scheme)
 
@@ -365,6 +367,17 @@ class eLinear(EquivariantModule):
     def forward(
         self, input: torch.Tensor, weight_index: torch.Tensor | None = None, weight_dof: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self._plain_call and weight_index is None and weight_dof is None and input.shape[-1] == self.in_features:
+            strategy, cache_mode, bias_parts = self._call_parts  # the per-call hot path: no option to look at
+            dof = self._parameters.get("weight_dof")
+            if dof is None:  # re-routed by torch.nn.utils.parametrize / prune: read it the ordinary way
+                dof = self.weight_dof
+            if bias_parts is None:
+                return cache_mode.linear(strategy, dof, input)
+            bias_dof = bias_parts[1]._parameters.get("bias_dof")
+            return cache_mode.linear(
+                strategy, dof, input, (bias_parts[0], bias_parts[1].bias_dof if bias_dof is None else bias_dof)
+            )
         if self._options_forward is not None:
             return self._options_forward(self, input, weight_index, weight_dof)
         if input.shape[-1] != self.in_features:
@@ -373,17 +386,8 @@ class eLinear(EquivariantModule):
             return self._forward_per_row(input, weight_index, weight_dof)
         if weight_index is not None or weight_dof is not None:
             raise ValueError("weight_index/weight_dof need eLinear(num_indexed_weights=n) or external_weights=True")
-        strategy, cache_mode, bias_parts = self._call_parts
-        dof = self._parameters.get("weight_dof")
-        if dof is None:  # re-routed by torch.nn.utils.parametrize / prune: read it the ordinary way
-            dof = self.weight_dof
-        if self.gradient_normalization == "path":
-            return strategy.apply(self._effective(dof), input, self.bias)
-        bias = None
-        if bias_parts is not None:
-            bias_dof = bias_parts[1]._parameters.get("bias_dof")
-            bias = (bias_parts[0], bias_parts[1].bias_dof if bias_dof is None else bias_dof)
-        return cache_mode.linear(strategy, dof, input, bias)
+        dof = self.weight_dof
+        return self.feature_map.apply(self._effective(dof), input, self.bias)  # gradient_normalization="path"
 
     def _forward_per_row(self, input, weight_index, weight_dof) -> torch.Tensor:
         lead = input.shape[:-1]
