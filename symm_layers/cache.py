@@ -31,12 +31,13 @@ import torch.nn.functional as F
 
 Parameter = torch.nn.Parameter
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_is_compiling = torch.compiler.is_compiling
 _BYTES_DTYPES = {torch.float16, torch.float32, torch.float64, torch.int32, torch.int64}
 
 
 def cacheable(sources: Sequence[torch.Tensor]) -> bool:
     """False while tracing or transforming (compile, export, vmap, fake tensors): never store such values."""
-    if torch.compiler.is_compiling():  # first: dynamo cannot trace the functorch query below
+    if _is_compiling():  # first: dynamo cannot trace the functorch query below
         return False
     for t in sources:  # a Parameter is never a functorch wrapper; a plain Tensor may be one (vmap, grad)
         if type(t) is not Parameter and (type(t) is not torch.Tensor or _is_wrapped(t)):
@@ -58,13 +59,6 @@ def _snapshot(t: torch.Tensor) -> tuple:
     return id(t), t.data_ptr(), None, detached.clone()
 
 
-def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
-    tid, ptr, live, reference = snapshot
-    if id(t) != tid or t.data_ptr() != ptr:
-        return False
-    return live.tobytes() == reference if live is not None else torch.equal(t, reference)
-
-
 class DerivedTensorCache:
     """Holds one value derived from source tensors, rebuilt when any source changes (see the module contract)."""
 
@@ -74,20 +68,27 @@ class DerivedTensorCache:
         self.clear()
         self.builds = 0
 
-    def get(self, sources: Sequence[torch.Tensor], build: Callable[[], object]):
-        """Return the value for ``sources``, calling ``build()`` (without autograd) if it is missing or stale.
+    def get(self, sources: Sequence[torch.Tensor], build: Callable[..., object], *args):
+        """Return the value for ``sources``, calling ``build(*args)`` (without autograd) if it is missing or stale.
 
         Outside plain eager execution (clause 4) the value is built and returned without being stored.
         """
         if not cacheable(sources):
             with torch.no_grad():
-                return build()
+                return build(*args)
         snapshots = self._snapshots
-        if len(snapshots) != len(sources) or not all(map(_unchanged, sources, snapshots)):
-            with torch.inference_mode(False), torch.no_grad():
-                self._value = build()
-            self._snapshots = tuple(_snapshot(t) for t in sources)
-            self.builds += 1
+        if len(snapshots) == len(sources):
+            for t, (tid, ptr, live, reference) in zip(sources, snapshots, strict=True):  # inlined: runs every call
+                if id(t) != tid or t.data_ptr() != ptr:
+                    break
+                if live.tobytes() != reference if live is not None else not torch.equal(t, reference):
+                    break
+            else:
+                return self._value
+        with torch.inference_mode(False), torch.no_grad():
+            self._value = build(*args)
+        self._snapshots = tuple(_snapshot(t) for t in sources)
+        self.builds += 1
         return self._value
 
     def clear(self) -> None:
@@ -106,6 +107,10 @@ def clear_caches(module: torch.nn.Module) -> None:
     for value in vars(module).values():
         if isinstance(value, DerivedTensorCache):
             value.clear()
+
+
+def _expand_with_bias(strategy, dof: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
+    return strategy.expand(dof), bias[0].expand(bias[1])
 
 
 class WeightCacheMode(torch.nn.Module):
@@ -150,7 +155,7 @@ class CachedWeight(WeightCacheMode):
     def value(self, strategy, dof: torch.Tensor) -> torch.Tensor:
         if dof.requires_grad and torch.is_grad_enabled():
             return strategy.expand(dof)
-        return self.weight_cache.get((dof,), lambda: strategy.expand(dof))
+        return self.weight_cache.get((dof,), strategy.expand, dof)
 
     def weight(self, strategy, dof: torch.Tensor) -> torch.Tensor:
         value = self.value(strategy, dof)
@@ -160,8 +165,8 @@ class CachedWeight(WeightCacheMode):
         if torch.is_grad_enabled() and (dof.requires_grad or (bias is not None and bias[1].requires_grad)):
             return self._compute(strategy, dof, x, bias)
         if bias is None:
-            return F.linear(x, self.cache.get((dof,), lambda: strategy.expand(dof)))
-        weight, b = self.cache.get((dof, bias[1]), lambda: (strategy.expand(dof), bias[0].expand(bias[1])))
+            return F.linear(x, self.cache.get((dof,), strategy.expand, dof))
+        weight, b = self.cache.get((dof, bias[1]), _expand_with_bias, strategy, dof, bias)
         return F.linear(x, weight, b)
 
     def _apply(self, fn, recurse=True):

@@ -200,7 +200,7 @@ class OrbitGather(HomBasisStrategy):
             self.register_constant(f"orbit_values_{k}", t.values, device=device, dtype=dtype)
             self.register_constant(f"orbit_values_t_{k}", np.ascontiguousarray(t.values.T), device=device, dtype=dtype)
             self._types.append((t.perm.shape[0], t.values.shape[0], t.values.shape[1]))
-        self.register_constant("gather", plan.gather, device=device, narrow=True)
+        self.register_constant("gather", plan.gather, device=device)
 
     def coefficients_of(self, dof: torch.Tensor) -> torch.Tensor:
         """Orbit values ``(..., num_coefficients)`` of the weight ``W(dof)`` (one per orbit, plus a zero slot)."""

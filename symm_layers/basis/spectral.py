@@ -37,7 +37,7 @@ class SpectralGather(HomBasisStrategy):
                 i, j = np.meshgrid(np.arange(m_out), np.arange(m_in), indexing="ij")
                 index[flat] = (s.offset + (i * m_in + j) * e + b).reshape(-1)
                 coef[flat] = s.out.endomorphisms[b, p, q]
-        self.register_constant("index", index, device=device, narrow=True)
+        self.register_constant("index", index, device=device)
         self.register_constant("coef", coef, device=device, dtype=dtype)
 
     def expand(self, dof: torch.Tensor) -> torch.Tensor:
