@@ -91,7 +91,7 @@ class Config:
     out: Path = Path("results/linear_family")
     from_raw: bool = False
     groups: tuple[str, ...] = ("C8", "D8", "ico")
-    dims: tuple[int, ...] = (64, 256, 1024)
+    dims: tuple[int, ...] = (64, 128, 256, 1024)
     batches: tuple[int, ...] = (8, 256)
     probe: str | None = None  # internal: "GROUP:D" builds one memory_heavy layer and prints JSON
     device: str = "cpu"
