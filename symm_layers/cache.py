@@ -46,7 +46,7 @@ def cacheable(sources: Sequence[torch.Tensor]) -> bool:
 
 
 def _snapshot(t: torch.Tensor) -> tuple:
-    """``(id, data_ptr, live view, reference)`` of a source when a value is built from it.
+    """``(source, data_ptr, live view, reference)`` of a source when a value is built from it.
 
     On the CPU the reference is the bytes of the tensor and the live view a numpy array on its storage, so the
     per-call check is one ``memcmp`` (0.2 us for 512 DoFs against 1.4 us for ``torch.equal``); elsewhere the
@@ -55,8 +55,8 @@ def _snapshot(t: torch.Tensor) -> tuple:
     detached = t.detach()
     if detached.device.type == "cpu" and detached.dtype in _BYTES_DTYPES and detached.is_contiguous():
         live = detached.numpy()
-        return id(t), t.data_ptr(), live, live.tobytes()
-    return id(t), t.data_ptr(), None, detached.clone()
+        return t, t.data_ptr(), live, live.tobytes()
+    return t, t.data_ptr(), None, detached.clone()
 
 
 class DerivedTensorCache:
@@ -73,18 +73,23 @@ class DerivedTensorCache:
 
         Outside plain eager execution (clause 4) the value is built and returned without being stored.
         """
-        if not cacheable(sources):
+        if _is_compiling():
             with torch.no_grad():
                 return build(*args)
         snapshots = self._snapshots
         if len(snapshots) == len(sources):
-            for t, (tid, ptr, live, reference) in zip(sources, snapshots, strict=True):  # inlined: runs every call
-                if id(t) != tid or t.data_ptr() != ptr:
+            # Inlined (this runs on every call). A snapshot holds its source object, so ``is`` cannot match a new
+            # object that reuses a freed id: a match means a plain tensor this cache accepted before.
+            for t, (source, ptr, live, reference) in zip(sources, snapshots, strict=True):
+                if t is not source or t.data_ptr() != ptr:
                     break
                 if live.tobytes() != reference if live is not None else not torch.equal(t, reference):
                     break
             else:
                 return self._value
+        if not cacheable(sources):
+            with torch.no_grad():
+                return build(*args)
         with torch.inference_mode(False), torch.no_grad():
             self._value = build(*args)
         self._snapshots = tuple(_snapshot(t) for t in sources)
