@@ -5,7 +5,7 @@
 
 Axes (:data:`AXES`; a new value of an axis is one entry there): the basis expansion of eLinear (``auto`` and every
 registered strategy), its weight cache, the affine of eRMSNorm/eLayerNorm (isotypic or diagonal) and the feature
-layout (``spatial``; ``spectral`` is listed and measured once the layers take ``layout``). Over feature size D, rows
+layout (``spatial``, ``spectral``; a layer without ``layout`` is measured spatially). Over feature size D, rows
 per call, representations (whole copies of the regular representation of C8, D8 and ico, and ``D8-irreps``, a sum of
 irreps that is not a permutation representation), train (forward+backward, the input requiring grad) and eval
 (``no_grad``), 1 and 2 torch threads. In each cell every candidate, the plain-torch twin (the baseline) and a second,
