@@ -61,7 +61,8 @@ class InvariantSubspace(ConstantsModule):
     def expand(self, dof: torch.Tensor) -> torch.Tensor:
         """``(..., dim)`` -> invariant vectors ``(..., size)`` in the subspace's layout."""
         if self.is_dense:
-            return torch.mv(self.fix_basis, dof) if dof.dim() == 1 else F.linear(dof, self.fix_basis)
+            basis = self._buffers["fix_basis"]  # read from the dict: this runs on every training call
+            return torch.mv(basis, dof) if dof.dim() == 1 else F.linear(dof, basis)
         if self.layout == "spectral":
             return dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.trivial_columns, dof)
         spectral = dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.positions, dof)

@@ -201,12 +201,14 @@ class OrbitGather(HomBasisStrategy):
             self.register_constant(f"orbit_values_t_{k}", np.ascontiguousarray(t.values.T), device=device, dtype=dtype)
             self._types.append((t.perm.shape[0], t.values.shape[0], t.values.shape[1]))
         self.register_constant("gather", plan.gather, device=device)
+        self._single = len(self._types) == 1 and not self.needs_zero
 
     def coefficients_of(self, dof: torch.Tensor) -> torch.Tensor:
         """Orbit values ``(..., num_coefficients)`` of the weight ``W(dof)`` (one per orbit, plus a zero slot)."""
-        if dof.dim() == 1 and len(self._types) == 1 and not self.needs_zero:  # the per-call hot path: two ops
-            pairs, _, n_dof = self._types[0]
-            return torch.mm(dof.index_select(0, self.perm_0).view(pairs, n_dof), self.orbit_values_t_0).view(-1)
+        if self._single and dof.dim() == 1:  # the per-call hot path: two ops, buffers read from the dict
+            buffers = self._buffers  # (nn.Module attribute lookup costs ~0.3 us per buffer at D=64)
+            theta = dof.index_select(0, buffers["perm_0"]).view(self._types[0][0], self._types[0][2])
+            return torch.mm(theta, buffers["orbit_values_t_0"]).view(-1)
         lead = dof.shape[:-1]
         pieces = []
         for k, (pairs, _, n_dof) in enumerate(self._types):
@@ -218,7 +220,7 @@ class OrbitGather(HomBasisStrategy):
 
     def expand(self, dof: torch.Tensor) -> torch.Tensor:
         coefficients = self.coefficients_of(dof)
-        w = coefficients.index_select(-1, self.gather)
+        w = coefficients.index_select(-1, self._buffers["gather"])
         return w.view(*dof.shape[:-1], self.out_size, self.in_size)
 
     def adjoint(self, matrix: torch.Tensor) -> torch.Tensor:
