@@ -3,7 +3,9 @@
     python -m ablations.run_all [--full] [--only basis_expansion ...] [--backend local|ray|serial] [--workers N]
         [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda]
 
-Studies resume: finished runs are kept under ``results/<study>/runs/`` and skipped when the same command runs again.
+Studies resume: finished runs are kept under ``results/<study>/runs/`` and skipped when the same command runs again
+(a tuned study resumes its tuning stage too), so an interrupted ``--full`` run continues where it stopped.
+``--out`` (or ``$ABLATIONS_RESULTS``) writes everything under another folder instead of ``results/``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
+from pathlib import Path
 
 from . import guide
 from .common import RESULTS, STUDY_MODULES, main
@@ -28,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per Ray job (needs --device cuda)")
     parser.add_argument("--device", default="cpu", help="where every run trains: cpu or cuda")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results root (default: results/)")
     return parser
 
 
@@ -40,9 +44,9 @@ def run(argv: list[str] | None = None) -> None:
     for study in args.only:
         module = importlib.import_module(STUDY_MODULES[study])
         start = time.perf_counter()
-        out = main(module.STUDY, module.Config, module.jobs, module.run, forwarded)
-        print(f"{study}: {time.perf_counter() - start:.0f} s -> {out.relative_to(RESULTS.parent)}", flush=True)
-    print(guide.write(RESULTS))
+        out = main(module.STUDY, module.Config, module.jobs, module.run, forwarded + ["--out", str(args.out / study)])
+        print(f"{study}: {time.perf_counter() - start:.0f} s -> {out}", flush=True)
+    print(guide.write(args.out))
 
 
 if __name__ == "__main__":
