@@ -80,7 +80,8 @@ def curves(data: pd.DataFrame, study: str, out: Path, text: str) -> Path:
         rows, cols, style, palette = "num_layers", "norm", "norm_affine", PALETTE
     elif hue == "model":
         rows, cols, style, hue, palette = "model", "train_size", None, "width", "viridis"
-        val["width"] = val.embedding_dim if "embedding_dim" in val else val.hidden
+        width = val.embedding_dim if "embedding_dim" in val else val.hidden
+        val["width"] = [f"width {w:>4}" for w in width]
     else:
         rows, cols, style, palette = None, None, None, PALETTE
     row_values = sorted(val[rows].unique()) if rows else [None]

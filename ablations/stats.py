@@ -21,6 +21,8 @@ import pandas as pd
 
 LEVEL = 0.95
 RESAMPLES = 4000
+#: Fewer paired seeds than this give no verdict (a bootstrap over two values is just their range).
+MIN_SEEDS = 3
 INTERVAL_TEXT = "mean over seeds [95 % bootstrap interval]"
 
 
@@ -69,14 +71,16 @@ class Paired:
 
     @property
     def within_noise(self) -> bool:
-        return self.diff.n < 2 or self.diff.covers(0.0)
+        return self.diff.n < MIN_SEEDS or self.diff.covers(0.0)
 
     @property
     def ratio(self) -> float:
         return self.b_mean / self.a_mean if self.a_mean else math.nan
 
     def verdict(self, a: str, b: str, lower_is_better: bool = True) -> str:
-        """``"within noise"`` or which of ``a`` and ``b`` is better."""
+        """``"within noise"`` or which of ``a`` and ``b`` is better (``"too few seeds"`` below :data:`MIN_SEEDS`)."""
+        if self.diff.n < MIN_SEEDS:
+            return "too few seeds"
         if self.within_noise:
             return "within noise"
         b_lower = self.diff.mean < 0

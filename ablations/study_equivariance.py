@@ -19,8 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import (ProtocolConfig, final_rows, main, mlp, mlp_equivariance_error, protocol_params, seed_jobs,
-                     train_settings)  # fmt: skip
+from .common import (
+    ProtocolConfig,
+    final_rows,
+    main,
+    mlp,
+    mlp_equivariance_error,
+    protocol_params,
+    seed_jobs,
+    train_settings,
+)
 from .sweep import Job
 from .tasks import RingRegression, make_splits
 from .train import GroupAugmentation, PeakRSS, Regression, TrainConfig, fit
@@ -47,7 +55,7 @@ class Config(ProtocolConfig):
     noise: float = 0.05
     layers: int = 2
     eval_size: int = 1024
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64
     eval_every: int = 50
     patience: int = 5

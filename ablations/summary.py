@@ -79,7 +79,8 @@ def runs(data: pd.DataFrame) -> pd.DataFrame:
     late = train[train.step >= 0.75 * train.groupby("run_id").step.transform("max")]
     wide["late_train_loss_sd"] = late.groupby("run_id").value.std()
     if "cache_output_max_abs_diff" in set(data.metric):
-        wide["cache_diff_during_training"] = data[data.metric == "cache_output_max_abs_diff"].groupby("run_id").value.max()
+        diffs = data[data.metric == "cache_output_max_abs_diff"]
+        wide["cache_diff_during_training"] = diffs.groupby("run_id").value.max()
     return info.join(wide).reset_index()
 
 

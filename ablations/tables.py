@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .stats import INTERVAL_TEXT, bootstrap_ci
-from .summary import HUE, LOSS, comparisons, compare, hue_order, runs
+from .summary import HUE, LOSS, compare, comparisons, hue_order, runs
 
 COLUMNS = [
     (LOSS, "test loss at best val step", 3),
@@ -34,7 +34,7 @@ def _cell(values: pd.Series, digits: int = 3) -> str:
 
 def _ordered_labels(frame: pd.DataFrame, hue: str) -> list[str]:
     order = hue_order(frame[hue])
-    first = frame.drop_duplicates("label").set_index("label")
+    first = frame.drop_duplicates("label").set_index("label", drop=False)
     extra = [c for c in ("width", "train_size") if c in first]
     return sorted(first.index, key=lambda lab: (order.index(first.loc[lab, hue]), *first.loc[lab, extra], lab))
 
@@ -61,7 +61,7 @@ def paired_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]], metric:
         result = compare(frame, a, b, metric)
         pa, pb = (int(frame[frame.label == x].params.iloc[0]) for x in (a, b))
         lines.append(f"| {what} | `{a}` | `{b}` | {pa:,} / {pb:,} | {result.a_mean:.4g} | {result.b_mean:.4g} | "
-                     f"{result.diff.text(3)} | {result.verdict('a', 'b')} |")  # fmt: skip
+                     f"{result.diff.text(3)} | {result.verdict(a.split('@')[0], b.split('@')[0])} |")  # fmt: skip
     return "\n".join(lines)
 
 
