@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .common import RESULTS
-from .plot import finals
+from .summary import finals
 
 
 def _final(results: Path, study: str) -> pd.DataFrame | None:
