@@ -201,8 +201,13 @@ def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
             ax.text(0.02, 0.02 + 0.06 * (other == "plain/augmented"), f"{other}: {int(other_params):,} params",
                     transform=ax.transAxes, fontsize=7)  # fmt: skip
         _references(ax, frame[frame.label.isin(eq_labels)])
-        ax.set(xscale="log", yscale="log", xlabel="training-set size", title=f"equivariant width {width} "
-               f"({int(params):,} params)", ylabel="test loss at best validation step" if ax is axes[0][0] else "")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="training-set size",
+            title=f"equivariant width {width} ({int(params):,} params)",
+            ylabel="test loss at best validation step" if ax is axes[0][0] else "",
+        )
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.minorticks_off()
     _legend(fig, axes)

@@ -80,8 +80,9 @@ def equal_params_width(target: int, d_in: int, d_out: int, layers: int) -> int:
     """Hidden width of the plain MLP whose parameter count is closest to ``target`` (solves the quadratic)."""
     a, b, c = layers - 1, d_in + 1 + (layers - 1) + d_out, d_out - target
     h = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a) if a else -c / b
-    return min({max(1, math.floor(h)), max(1, math.ceil(h))}, key=lambda w: abs(plain_params(w, d_in, d_out,
-                                                                                            layers) - target))
+    return min(
+        {max(1, math.floor(h)), max(1, math.ceil(h))}, key=lambda w: abs(plain_params(w, d_in, d_out, layers) - target)
+    )
 
 
 def widths(config: Config) -> dict[str, list[int]]:

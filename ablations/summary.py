@@ -133,12 +133,14 @@ def caption(study: str, frame: pd.DataFrame, config: dict, extra: str = "") -> s
     cfg = config.get("config", {})
     stopped = frame.stopped_step.median() if "stopped_step" in frame else float("nan")
     lr = ", ".join(f"{x:g}" for x in cfg.get("lr_grid", [])) or "?"
-    text = (f"Task: {task}; group D8; loss: {loss}, test loss at the best-validation checkpoint. Models: {sizes} "
-            f"trainable parameters. Training: AdamW, at most {cfg.get('steps', '?')} steps (median stop "
-            f"{stopped:.0f}), early stopping with patience {cfg.get('patience', '?')} evaluations, lr per "
-            f"configuration from {{{lr}}}; {frame.seed.nunique()} seeds, profile {config.get('profile', '?')}. "
-            f"Hardware: {config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
-            f"{config.get('workers', '?')} runs in parallel; commit {str(config.get('git_commit', '?'))[:12]}. {extra}")
+    text = (
+        f"Task: {task}; group D8; loss: {loss}, test loss at the best-validation checkpoint. Models: {sizes} "
+        f"trainable parameters. Training: AdamW, at most {cfg.get('steps', '?')} steps (median stop "
+        f"{stopped:.0f}), early stopping with patience {cfg.get('patience', '?')} evaluations, lr per "
+        f"configuration from {{{lr}}}; {frame.seed.nunique()} seeds, profile {config.get('profile', '?')}. "
+        f"Hardware: {config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
+        f"{config.get('workers', '?')} runs in parallel; commit {str(config.get('git_commit', '?'))[:12]}. {extra}"
+    )
     return "\n".join(textwrap.wrap(text, 190))
 
 
@@ -147,8 +149,11 @@ def comparisons(study: str, frame: pd.DataFrame) -> list[tuple[str, str, str]]:
     """The paired comparisons a study's table reports: ``(what, a, b)``, read as "b against a"."""
     labels = set(frame.label)
     if study == "basis_expansion":
-        return [("strategy", "isotypic_expansion", "memory_heavy")] if {"isotypic_expansion",
-                                                                          "memory_heavy"} <= labels else []
+        return (
+            [("strategy", "isotypic_expansion", "memory_heavy")]
+            if {"isotypic_expansion", "memory_heavy"} <= labels
+            else []
+        )
     if study == "weight_cache":
         return [("cache mode", "cached", "uncached")] if {"cached", "uncached"} <= labels else []
     if study == "normalization":

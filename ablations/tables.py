@@ -46,8 +46,12 @@ def main_table(frame: pd.DataFrame, hue: str, fresh: bool) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for label in _ordered_labels(frame, hue):
         rows = frame[frame.label == label]
-        cells = [f"`{label}`", ", ".join(f"{lr:g}" for lr in sorted(rows.lr.unique())) if "lr" in rows else "?",
-                 f"{rows.best_step.median():.0f} / {rows.stopped_step.median():.0f}", f"{int(rows.params.iloc[0]):,}"]
+        cells = [
+            f"`{label}`",
+            ", ".join(f"{lr:g}" for lr in sorted(rows.lr.unique())) if "lr" in rows else "?",
+            f"{rows.best_step.median():.0f} / {rows.stopped_step.median():.0f}",
+            f"{int(rows.params.iloc[0]):,}",
+        ]
         cells += [_cell(rows[m], d) for m, _, d in columns]
         f64 = rows.equivariance_error_f64.max() if "equivariance_error_f64" in rows else float("nan")
         cells += [f"{rows.equivariance_error.max():.1e} / {f64:.1e}", f"{int(rows.diverged.sum())} / {len(rows)}"]
@@ -111,8 +115,12 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
         "a single rate means no tuning); at most "
         f"{cfg.get('steps', '?')} steps, evaluation every {cfg.get('eval_every', '?')}, early stop after "
         f"{cfg.get('patience', '?')} evaluations without improvement; test loss of the best-validation checkpoint."
-        + ("" if fresh else " Memory: parameter + buffer bytes only; the resident-memory growth of a run is not "
-           "reported because this study's runs share worker processes (see `MEMORY_IN_FRESH_PROCESS`)."),
+        + (
+            ""
+            if fresh
+            else " Memory: parameter + buffer bytes only; the resident-memory growth of a run is not "
+            "reported because this study's runs share worker processes (see `MEMORY_IN_FRESH_PROCESS`)."
+        ),
         "",
     ]
     body = []
