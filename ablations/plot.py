@@ -33,6 +33,7 @@ COSTS = [
     ("param_buffer_mib", "parameters + buffers (MiB)"),
     ("peak_train_rss_mib", "RSS growth in training (MiB, fresh process)"),
     ("construction_rss_mib", "RSS growth, construction (MiB, fresh process)"),
+    ("equivariance_error", "relative equivariance error (float32)"),
 ]
 
 
@@ -97,7 +98,7 @@ def curves(data: pd.DataFrame, study: str, out: Path, text: str) -> Path:
                 part = part[part[cols] == c]
             order = hue_order(part[hue]) if palette is PALETTE else None
             sns.lineplot(data=part, x="step", y="value", hue=hue, hue_order=order, style=style, palette=palette,
-                         errorbar=CURVE_INTERVAL, ax=ax, legend=(i, j) == (0, 0))  # fmt: skip
+                         errorbar=CURVE_INTERVAL, ax=ax, legend=True)  # fmt: skip
             ax.set(yscale="log", xlabel="training step", ylabel="validation loss" if j == 0 else "",
                    title=" · ".join(f"{k} = {v}" for k, v in ((rows, r), (cols, c)) if k))  # fmt: skip
             if ax.get_legend():
@@ -109,10 +110,12 @@ def curves(data: pd.DataFrame, study: str, out: Path, text: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- final metrics
-def _points(ax, frame: pd.DataFrame, labels: list[str], metric: str, colours: list, offsets=None) -> None:
-    for k, (label, colour) in enumerate(zip(labels, colours, strict=True)):
-        x = [k + (offsets[k] if offsets else 0)]
-        _errorbar(ax, x, [frame[frame.label == label][metric]], colour)
+def _points(ax, frame: pd.DataFrame, labels: list[str], metric: str, hue: str) -> None:
+    """One point with its interval per label, coloured (and named in the legend) by its ``hue`` value."""
+    for k, label in enumerate(labels):
+        rows = frame[frame.label == label]
+        name = rows[hue].iloc[0]
+        _errorbar(ax, [k], [rows[metric]], PALETTE[name], name)
 
 
 def results(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
@@ -125,8 +128,7 @@ def results(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
         part = frame if depth is None else frame[frame.num_layers == depth]
         labels = sorted(part.label.unique(), key=lambda lab: (hue_order(part[hue]).index(
             part[part.label == lab][hue].iloc[0]), lab))  # fmt: skip
-        colours = [PALETTE[part[part.label == lab][hue].iloc[0]] for lab in labels]
-        _points(ax, part, labels, LOSS, colours)
+        _points(ax, part, labels, LOSS, hue)
         _references(ax, part)
         ax.set_xticks(range(len(labels)), [lab.rsplit("/L", 1)[0] for lab in labels], rotation=60, ha="right",
                       fontsize=8)  # fmt: skip
@@ -134,25 +136,27 @@ def results(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
                title=f"depth {depth}" if depth is not None else "")  # fmt: skip
     _legend(fig, axes)
     fig.tight_layout()
-    return _save(fig, out / "results.png", text + " Points: mean over seeds; bars: 95 % bootstrap interval.")
+    return _save(fig, out / "results.png", text + " Points: mean over seeds; bars: 95 % bootstrap interval. A seed "
+                 "fixes the data for every configuration, so these bars include the spread between datasets; the "
+                 "paired differences in table.md remove it.")  # fmt: skip
 
 
-def costs(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
+def costs(frame: pd.DataFrame, study: str, out: Path, text: str, fresh: bool) -> Path:
     """Time and memory per configuration, log axes; at the largest training set where the study varies it."""
     hue = HUE.get(study, "label")
     note = ""
     if "train_size" in frame and frame.train_size.nunique() > 1:
         frame = frame[frame.train_size == frame.train_size.max()]
         note = f" Costs at the largest training set only (n = {int(frame.train_size.max())}); they do not depend on n."
-    metrics = [(m, t) for m, t in COSTS if m in frame and frame[m].notna().any()]
+    metrics = [(m, t) for m, t in COSTS if m in frame and frame[m].notna().any() and (fresh or "rss" not in m)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.8), squeeze=False)
     labels = sorted(frame.label.unique(), key=lambda lab: (hue_order(frame[hue]).index(
         frame[frame.label == lab][hue].iloc[0]), frame[frame.label == lab].params.iloc[0], lab))  # fmt: skip
-    colours = [PALETTE[frame[frame.label == lab][hue].iloc[0]] for lab in labels]
     for ax, (metric, title) in zip(axes[0], metrics, strict=True):
-        _points(ax, frame, labels, metric, colours)
+        _points(ax, frame, labels, metric, hue)
         ax.set_xticks(range(len(labels)), [lab.split("@")[0] for lab in labels], rotation=60, ha="right", fontsize=7)
         ax.set(yscale="log", ylabel=title)
+    _legend(fig, axes)
     fig.tight_layout()
     return _save(fig, out / "costs.png", text + note + " Points: mean over seeds; bars: 95 % bootstrap interval. "
                  "RSS columns appear only for studies that run every configuration in a fresh process.")  # fmt: skip
@@ -223,8 +227,12 @@ def figures(study: str, out: Path | str) -> list[Path]:
     sns.set_theme(style="whitegrid", context="notebook")
     data = load(out)
     frame = runs(data)
-    text = caption(study, frame, load_config(out))
-    written = [curves(data, study, out, text), costs(frame, study, out, text)]
+    config = load_config(out)
+    text = caption(study, frame, config)
+    written = [
+        curves(data, study, out, text),
+        costs(frame, study, out, text, config.get("fresh_process_per_run", False)),
+    ]
     if HUE.get(study) == "model":
         written += [loss_vs_params(frame, out, text), loss_vs_data(frame, out, text)]
     else:
