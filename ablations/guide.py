@@ -20,6 +20,7 @@ import pandas as pd
 from .common import RESULTS
 from .stats import MIN_SEEDS, bootstrap_ci
 from .summary import LOSS, compare, equal_params_pairs, load_config, runs
+from .tables import budget_limited
 
 
 @dataclass
@@ -96,9 +97,11 @@ def basis_decision(results: Path) -> Decision:
     flips = (f"`memory_heavy` trains faster in these eLinear cells: {_cells_text(cells)} (largest D where it "
              f"wins: {max(c[1] for c in cells)})" if cells else "no measured eLinear cell where `memory_heavy` trains "
              "faster")  # fmt: skip
-    return Decision(axis, f"`{faster}` (same function: loss difference {loss.diff.text(2)})", flips,
-                    f"train-step time `{dense}`/`{iso}` {time.text(3)}× in the regressor (width {width})",
-                    f"{_link('basis_expansion')}, {_link('linear_family')}")  # fmt: skip
+    rec = f"`{faster}` (same function: loss difference {loss.diff.text(2)})"
+    if cells:
+        rec += f"; `memory_heavy` for training single layers at D ≤ {max(c[1] for c in cells)}"
+    return Decision(axis, rec, flips, f"train-step time `{dense}`/`{iso}` {time.text(3)}× in the regressor (width "
+                    f"{width})", f"{_link('basis_expansion')}, {_link('linear_family')}")  # fmt: skip
 
 
 def cache_decision(results: Path) -> Decision:
@@ -111,8 +114,11 @@ def cache_decision(results: Path) -> Decision:
     cells = _cells_where(_raw(results, "linear_family"), "iso_uncached", "iso_cached", "eval_fwd")
     flips = (f"uncached inference is faster in these eLinear cells: {_cells_text(cells)}" if cells else
              "no measured eLinear cell where uncached inference is faster")  # fmt: skip
-    return Decision(axis, f"`{choice}` for inference; training never reads the cache", flips,
-                    f"no-grad forward `uncached`/`cached` {ratio.text(3)}× (over runs, interleaved)",
+    rec = f"`{choice}` for inference; training never reads the cache"
+    if cells:
+        batches = ", ".join(sorted({str(c[2]) for c in cells}))
+        rec += f"; `uncached` for inference at D ≥ {min(c[1] for c in cells)} with B = {batches}"
+    return Decision(axis, rec, flips, f"no-grad forward `uncached`/`cached` {ratio.text(3)}× (over runs, interleaved)",
                     f"{_link('weight_cache')}, {_link('linear_family')}")  # fmt: skip
 
 
@@ -275,7 +281,21 @@ def glance(results: Path) -> list[str]:
         "|---|---|---|---|---|",
         *[d.row() for d in decisions(results)],
         "",
+        *_budget_note(results, studies),
     ]
+
+
+def _budget_note(results: Path, studies) -> list[str]:
+    """Which studies have configurations still improving at their step budget (their losses are upper bounds)."""
+    parts = []
+    for study in studies:
+        frame = _runs(results, study)
+        if frame is not None and (limited := budget_limited(frame)):
+            parts.append(f"`{study}` {len(limited)} of {frame.label.nunique()}")
+    if not parts:
+        return []
+    return ["Configurations whose median run was still improving at the step budget (their losses are upper "
+            "bounds; `--full` trains up to 10× longer): " + ", ".join(parts) + ".", ""]  # fmt: skip
 
 
 def detail_section(results: Path) -> list[str]:

@@ -42,8 +42,8 @@ MODELS = {"equivariant": (True, False), "plain": (False, False), "plain/augmente
 class Config(ProtocolConfig):
     """Equivariant-vs-plain study: eMLP, plain MLP and augmented plain MLP on the ring-regression task.
 
-    ``plain_widths`` run for both plain models, besides the widths matched to every equivariant width's parameter
-    count (``match_params``).
+    The plain model runs at ``plain_widths`` and at the widths matched to every equivariant width's parameter count
+    (``match_params``); the augmented model at the matched widths.
     """
 
     models: tuple = tuple(MODELS)
@@ -60,9 +60,9 @@ class Config(ProtocolConfig):
     eval_every: int = 50
     patience: int = 5
 
-    FULL = {**ProtocolConfig.FULL, "train_sizes": (16, 32, 64, 128, 256, 512, 1024, 2048, 8192), "steps": 10000,
-            "eval_every": 200, "eval_size": 4096, "equivariant_widths": (64, 128, 256, 512, 1024),
-            "plain_widths": (16, 64, 256)}  # fmt: skip
+    FULL = {**ProtocolConfig.FULL, "train_sizes": (16, 64, 256, 1024, 4096), "steps": 10000, "eval_every": 200,
+            "eval_size": 4096, "equivariant_widths": (64, 128, 256, 512), "plain_widths": (16, 64, 256),
+            "lr_grid": (1e-3, 3e-3, 1e-2, 3e-2)}  # fmt: skip
 
 
 def plain_params(width: int, d_in: int, d_out: int, layers: int) -> int:
@@ -86,13 +86,16 @@ def equal_params_width(target: int, d_in: int, d_out: int, layers: int) -> int:
 
 
 def widths(config: Config) -> dict[str, list[int]]:
-    """Model -> hidden widths to run."""
+    """Model -> hidden widths to run: the equivariant widths; for the plain model ``plain_widths`` and the widths
+    matched to every equivariant one's parameter count; for the augmented model the matched widths."""
     _, in_rep, out_rep = RingRegression(sites=config.sites).group_and_reps
-    plain = set(config.plain_widths)
+    matched = set()
     if config.match_params:
-        plain |= {equal_params_width(equivariant_params(config.sites, w, config.layers), in_rep.size, out_rep.size,
-                                     config.layers) for w in config.equivariant_widths}  # fmt: skip
-    return {m: sorted(config.equivariant_widths if MODELS[m][0] else plain) for m in config.models}
+        matched = {equal_params_width(equivariant_params(config.sites, w, config.layers), in_rep.size, out_rep.size,
+                                      config.layers) for w in config.equivariant_widths}  # fmt: skip
+    chosen = {"equivariant": set(config.equivariant_widths), "plain": set(config.plain_widths) | matched,
+              "plain/augmented": matched or set(config.plain_widths)}  # fmt: skip
+    return {m: sorted(chosen[m]) for m in config.models}
 
 
 def jobs(config: Config) -> list[Job]:

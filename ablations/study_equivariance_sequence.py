@@ -33,7 +33,7 @@ class Config(SequenceConfig):
     plain_widths: tuple = ()
     match_params: bool = True
 
-    FULL = {**SequenceConfig.FULL, "train_sizes": (32, 128, 512, 2048, 8192), "equivariant_widths": (32, 64, 128, 256),
+    FULL = {**SequenceConfig.FULL, "train_sizes": (32, 256, 2048, 8192), "equivariant_widths": (32, 64, 128, 256),
             "plain_widths": (64,)}  # fmt: skip
 
 
@@ -46,17 +46,26 @@ def parameter_count(sites: int, equivariant: bool, width: int, num_layers: int, 
 def equal_params_width(sites: int, embedding_dim: int, num_layers: int, heads: int) -> int:
     """Embedding width of the plain regressor whose parameter count is closest to the equivariant one's."""
     target = parameter_count(sites, True, embedding_dim, num_layers, heads)
-    candidates = range(heads, 4 * embedding_dim + 1, heads)
-    return min(candidates, key=lambda w: abs(parameter_count(sites, False, w, num_layers, heads) - target))
+    low, high = 1, 2 * embedding_dim // heads  # widths low * heads ... high * heads; counts grow with the width
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (
+            (mid, high) if parameter_count(sites, False, mid * heads, num_layers, heads) < target else (low, mid)
+        )
+    return min((low * heads, high * heads), key=lambda w: abs(parameter_count(sites, False, w, num_layers, heads)
+                                                              - target))  # fmt: skip
 
 
 def widths(config: Config) -> dict[str, list[int]]:
-    """Model -> embedding widths to run."""
-    plain = set(config.plain_widths)
+    """Model -> embedding widths: the equivariant widths; for the plain model ``plain_widths`` and the widths
+    matched to every equivariant one's parameter count; for the augmented model the matched widths."""
+    matched = set()
     if config.match_params:
-        plain |= {equal_params_width(config.sites, w, config.num_layers, config.heads)
-                  for w in config.equivariant_widths}  # fmt: skip
-    return {m: sorted(config.equivariant_widths if MODELS[m][0] else plain) for m in config.models}
+        matched = {equal_params_width(config.sites, w, config.num_layers, config.heads)
+                   for w in config.equivariant_widths}  # fmt: skip
+    chosen = {"equivariant": set(config.equivariant_widths), "plain": set(config.plain_widths) | matched,
+              "plain/augmented": matched or set(config.plain_widths)}  # fmt: skip
+    return {m: sorted(chosen[m]) for m in config.models}
 
 
 def jobs(config: Config) -> list[Job]:

@@ -39,9 +39,26 @@ def _ordered_labels(frame: pd.DataFrame, hue: str) -> list[str]:
     return sorted(first.index, key=lambda lab: (order.index(first.loc[lab, hue]), *first.loc[lab, extra], lab))
 
 
+def _steps_cell(rows: pd.DataFrame) -> str:
+    """Median best and stopping step; "budget" when the median run was still improving at the last step."""
+    best, stop = rows.best_step.median(), rows.stopped_step.median()
+    limited = "steps" in rows and best >= rows.steps.iloc[0]
+    return f"{best:.0f} / {stop:.0f}" + (" (budget)" if limited else "")
+
+
+def budget_limited(frame: pd.DataFrame) -> list[str]:
+    """Configurations whose median run reached its best validation loss at the step budget (still improving)."""
+    if "steps" not in frame:
+        return []
+    medians = frame.groupby("label")[["best_step", "steps"]].median()
+    return sorted(medians.index[medians.best_step >= medians.steps])
+
+
 def main_table(frame: pd.DataFrame, hue: str, fresh: bool) -> str:
     columns = [(m, t, d) for m, t, d in COLUMNS if m in frame and (fresh or "rss" not in m)]
-    head = ["configuration", "lr (chosen)", "best / stop step (median)", "params"] + [t for _, t, _ in columns]
+    head = ["configuration", "lr (chosen)", "best / stop step (median; budget = still improving)", "params"] + [
+        t for _, t, _ in columns
+    ]
     head += ["equivariance error, f32 / f64 (max)", "diverged"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for label in _ordered_labels(frame, hue):
@@ -49,7 +66,7 @@ def main_table(frame: pd.DataFrame, hue: str, fresh: bool) -> str:
         cells = [
             f"`{label}`",
             ", ".join(f"{lr:g}" for lr in sorted(rows.lr.unique())) if "lr" in rows else "?",
-            f"{rows.best_step.median():.0f} / {rows.stopped_step.median():.0f}",
+            _steps_cell(rows),
             f"{int(rows.params.iloc[0]):,}",
         ]
         cells += [_cell(rows[m], d) for m, _, d in columns]
