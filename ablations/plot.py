@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -37,6 +38,16 @@ COSTS = [
 ]
 
 
+def _scale(ax, which: str, values) -> None:
+    """Log scale when the positive ``values`` span more than a factor 10 (labels on decades only), else linear."""
+    values = pd.Series(values, dtype=float).dropna()
+    values = values[values > 0]
+    if values.empty or values.max() / values.min() <= 10:
+        return
+    getattr(ax, f"set_{which}scale")("log")
+    getattr(ax, f"{which}axis").set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _save(fig, path: Path, text: str) -> Path:
     fig.text(0.0, -0.01, text, ha="left", va="top", fontsize=7, wrap=False)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -50,6 +61,10 @@ def _references(ax, frame: pd.DataFrame) -> None:
         ax.axhline(frame.zero_predictor_loss.mean(), color="0.35", ls="--", lw=1, label="predict zero")
     if "noise_floor" in frame and frame.noise_floor.notna().any():
         ax.axhline(frame.noise_floor.mean(), color="0.35", ls=":", lw=1, label="noise floor")
+
+
+def _reference_values(frame: pd.DataFrame) -> list[float]:
+    return [frame[c].mean() for c in ("zero_predictor_loss", "noise_floor") if c in frame and frame[c].notna().any()]
 
 
 def _errorbar(ax, x, values: list[pd.Series], colour, label=None, marker="o", connect=False) -> None:
@@ -116,6 +131,7 @@ def _points(ax, frame: pd.DataFrame, labels: list[str], metric: str, hue: str) -
         rows = frame[frame.label == label]
         name = rows[hue].iloc[0]
         _errorbar(ax, [k], [rows[metric]], PALETTE[name], name)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
 
 
 def results(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
@@ -132,7 +148,8 @@ def results(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
         _references(ax, part)
         ax.set_xticks(range(len(labels)), [lab.rsplit("/L", 1)[0] for lab in labels], rotation=60, ha="right",
                       fontsize=8)  # fmt: skip
-        ax.set(ylabel="test loss at best validation step", yscale="log",
+        _scale(ax, "y", [*part[LOSS], *_reference_values(part)])
+        ax.set(ylabel="test loss at best validation step",
                title=f"depth {depth}" if depth is not None else "")  # fmt: skip
     _legend(fig, axes)
     fig.tight_layout()
@@ -155,7 +172,8 @@ def costs(frame: pd.DataFrame, study: str, out: Path, text: str, fresh: bool) ->
     for ax, (metric, title) in zip(axes[0], metrics, strict=True):
         _points(ax, frame, labels, metric, hue)
         ax.set_xticks(range(len(labels)), [lab.split("@")[0] for lab in labels], rotation=60, ha="right", fontsize=7)
-        ax.set(yscale="log", ylabel=title)
+        ax.set(ylabel=title)
+        _scale(ax, "y", frame[metric])
     _legend(fig, axes)
     fig.tight_layout()
     return _save(fig, out / "costs.png", text + note + " Points: mean over seeds; bars: 95 % bootstrap interval. "
@@ -174,7 +192,9 @@ def loss_vs_params(frame: pd.DataFrame, out: Path, text: str) -> Path:
             counts = sorted(rows.params.unique())
             _errorbar(ax, counts, [rows[rows.params == c][LOSS] for c in counts], PALETTE[model], model, connect=True)
         _references(ax, part)
-        ax.set(xscale="log", yscale="log", xlabel="trainable parameters", title=f"n = {int(n)}",
+        _scale(ax, "x", part.params)
+        _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
+        ax.set(xlabel="trainable parameters", title=f"n = {int(n)}",
                ylabel="test loss at best validation step" if ax is axes[0][0] else "")  # fmt: skip
     _legend(fig, axes)
     fig.tight_layout()
@@ -207,11 +227,11 @@ def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
         _references(ax, frame[frame.label.isin(eq_labels)])
         ax.set(
             xscale="log",
-            yscale="log",
             xlabel="training-set size",
             title=f"equivariant width {width} ({int(params):,} params)",
             ylabel="test loss at best validation step" if ax is axes[0][0] else "",
         )
+        _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.minorticks_off()
     _legend(fig, axes)
