@@ -39,13 +39,19 @@ COSTS = [
 
 
 def _scale(ax, which: str, values) -> None:
-    """Log scale when the positive ``values`` span more than a factor 10 (labels on decades only), else linear."""
+    """Log scale when the positive ``values`` span more than a factor 10 (labels at 1, 2, 5 per decade), else
+    linear."""
     values = pd.Series(values, dtype=float).dropna()
     values = values[values > 0]
     if values.empty or values.max() / values.min() <= 10:
         return
     getattr(ax, f"set_{which}scale")("log")
-    getattr(ax, f"{which}axis").set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axis = getattr(ax, f"{which}axis")
+    span = values.max() / values.min()
+    subs = (1.0, 2.0, 5.0) if span < 1e3 else (1.0,)
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs, numticks=8 if span < 1e6 else 6))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _save(fig, path: Path, text: str) -> Path:
@@ -214,23 +220,20 @@ def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
         params = frame[frame.label.isin(eq_labels)].params.iloc[0]
         _errorbar(ax, sizes, [frame[frame.label == lab][LOSS] for lab in eq_labels], PALETTE["equivariant"],
                   "equivariant", connect=True)  # fmt: skip
+        matched_params = []
         for other in ("plain", "plain/augmented"):
             rows = mine[mine.other_model == other]
             if rows.empty:
                 continue
             labels = [rows[rows.train_size == n].other.iloc[0] for n in sizes]
-            other_params = frame[frame.label.isin(labels)].params.median()
+            matched_params.append(f"{other} {int(frame[frame.label.isin(labels)].params.median()):,}")
             _errorbar(ax, sizes, [frame[frame.label == lab][LOSS] for lab in labels], PALETTE[other],
                       other, connect=True)  # fmt: skip
-            ax.text(0.02, 0.02 + 0.06 * (other == "plain/augmented"), f"{other}: {int(other_params):,} params",
-                    transform=ax.transAxes, fontsize=7)  # fmt: skip
         _references(ax, frame[frame.label.isin(eq_labels)])
-        ax.set(
-            xscale="log",
-            xlabel="training-set size",
-            title=f"equivariant width {width} ({int(params):,} params)",
-            ylabel="test loss at best validation step" if ax is axes[0][0] else "",
-        )
+        title = f"equivariant width {width}: {int(params):,} params\nat equal params: " + ", ".join(matched_params)
+        ax.set(xscale="log", xlabel="training-set size", title=title,
+               ylabel="test loss at best validation step" if ax is axes[0][0] else "")  # fmt: skip
+        ax.title.set_fontsize(9)
         _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.minorticks_off()
