@@ -181,6 +181,18 @@ def affine_comparisons(frame: pd.DataFrame) -> list[tuple[str, object]]:
     return out
 
 
+def _affine_time(frame: pd.DataFrame) -> str:
+    """Train-step time ``diagonal`` / ``isotypic`` over every (configuration, seed) pair of the study."""
+    ratios = []
+    for label in sorted(frame.label.unique()):
+        if label.split("/")[2] == "isotypic" and (twin := label.replace("/isotypic/", "/diagonal/")) in set(
+            frame.label
+        ):
+            iso, diag = _seedwise(frame, label, "time_per_step_ms"), _seedwise(frame, twin, "time_per_step_ms")
+            ratios += list((diag / iso).dropna())
+    return f"; train-step time diagonal/isotypic {bootstrap_ci(ratios).text(3)}× (pairs × seeds)" if ratios else ""
+
+
 def affine_decision(results: Path, study: str = "normalization", axis: str = "norm affine (`norm_affine`)") -> Decision:
     frame = _runs(results, study)
     if frame is None or "norm_affine" not in frame or frame.norm_affine.nunique() < 2:
@@ -188,14 +200,15 @@ def affine_decision(results: Path, study: str = "normalization", axis: str = "no
     pairs = affine_comparisons(frame)
     iso_better = [name for name, r in pairs if not r.within_noise and r.diff.mean > 0]
     diag_better = [name for name, r in pairs if not r.within_noise and r.diff.mean < 0]
-    speed = ""
+    speed = _affine_time(frame)
     layers = _raw(results, "layer_family")
     if layers is not None:
         timed = layers[layers.metric.isin(["train", "eval"]) & (layers.baseline > 0)]
         r = (timed.value / timed.baseline).groupby(timed.implementation).max()
         keys = [k for k in r.index if _diagonal_twin(k) in r.index and k.startswith("eCond")]
         if keys:
-            speed = f"; regressor time vs torch ≤ {r[keys[0]]:.2f}× (isotypic) → ≤ {r[_diagonal_twin(keys[0])]:.2f}×"
+            iso, diag = r[keys[0]], r[_diagonal_twin(keys[0])]
+            speed += f"; layer_family: regressor vs torch ≤ {iso:.2f}× (isotypic) → ≤ {diag:.2f}×"
     rec = "`diagonal` (faster, no accuracy lost beyond noise)" if not iso_better else (
         "`diagonal` for speed; `isotypic` where accuracy matters: " + ", ".join(iso_better))  # fmt: skip
     flips = (f"`isotypic` more accurate beyond noise in {len(iso_better)} of {len(pairs)} configurations; "

@@ -23,7 +23,7 @@ from .guide import (
     equivariance_details,
     norm_decision,
 )
-from .stats import bootstrap_ci
+from .stats import MIN_SEEDS, bootstrap_ci
 from .summary import BASIS_REFERENCE, compare
 
 FORECAST, DYNAMICS, NORM, BASIS = "ant_forecast", "ant_dynamics", "ant_norm", "ant_basis"
@@ -38,10 +38,13 @@ def basis_decision(results: Path) -> Decision:
         return _missing(axis, BASIS)
     reference = _seedwise(frame, BASIS_REFERENCE, "time_per_step_ms")
     ratios = {s: _ratio_ci(reference, _seedwise(frame, s, "time_per_step_ms")) for s in sorted(set(frame.label))}
-    fastest = min(ratios, key=lambda s: ratios[s].mean)
+    faster = {s: r for s, r in ratios.items() if s != BASIS_REFERENCE and r.n >= MIN_SEEDS and r.high < 1}
+    fastest = min(faster, key=lambda s: faster[s].mean) if faster else None
     losses = {s: compare(frame, BASIS_REFERENCE, s) for s in ratios if s != BASIS_REFERENCE}
     changed = [s for s, r in losses.items() if not r.within_noise]
-    rec = f"`{fastest}`" + ("" if changed else " (every strategy learns the same function: losses within noise)")
+    rec = (f"`{fastest}` (faster beyond noise)" if fastest else
+           f"any: no strategy trains faster than `{BASIS_REFERENCE}` beyond noise")  # fmt: skip
+    rec += "" if changed else "; every strategy learns the same function (losses within noise)"
     flips = (
         f"loss differs beyond noise for {', '.join(changed)}"
         if changed

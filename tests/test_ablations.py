@@ -334,3 +334,33 @@ def test_fresh_process_per_run_gives_the_serial_results(tmp_path):
     fresh = run_sweep(jobs, study_equivariance.run, tmp_path / "f", backend="local", workers=1, fresh_process=True,
                       progress=False)  # fmt: skip
     pd.testing.assert_frame_equal(deterministic_part(serial), deterministic_part(fresh))
+
+
+def _decision_map_cells(axis: str, ratios: dict[str, float]) -> list[dict]:
+    base = {"axis": axis, "layer": "linear", "group": "C8", "D_target": 64, "D": 64, "rows": 8, "threads": 1,
+            "mode": "train", "timer": "thread", "rounds": 2, "note": "", "status": "ok", "seconds": 1e-5}  # fmt: skip
+    rows = [
+        {**base, "candidate": "baseline", "role": "baseline", "ratio": 1.0, "ratio_q25": 1.0, "ratio_q75": 1.0},
+        {**base, "candidate": "control", "role": "control", "ratio": 1.0, "ratio_q25": 0.99, "ratio_q75": 1.01},
+    ]
+    return rows + [{**base, "candidate": c, "role": "candidate", "ratio": r, "ratio_q25": r, "ratio_q75": r}
+                   for c, r in ratios.items()]  # fmt: skip
+
+
+def test_guide_basis_and_cache_rows_use_the_decision_maps_when_present(tmp_path):
+    (tmp_path / "decision_maps").mkdir()
+    cells = _decision_map_cells("basis_expansion", {"isotypic_expansion": 2.0, "orbit_gather": 1.2})
+    cells += _decision_map_cells("weight_cache", {"cached": 1.5, "uncached": 1.1})
+    pd.DataFrame(cells).to_csv(tmp_path / "decision_maps" / "raw.csv", index=False)
+    rows = [line for line in guide.write(tmp_path).read_text().splitlines() if line.startswith("| ")]
+    basis = next(line for line in rows if line.startswith("| basis expansion (`"))
+    cache = next(line for line in rows if line.startswith("| weight cache"))
+    assert "`orbit_gather` (decision maps: wins 1 of 1" in basis and "source: decision maps" in basis
+    assert "`uncached` (decision maps" in cache and "source: decision maps" in cache
+
+
+def test_guide_names_linear_family_as_the_source_without_decision_maps(tiny_study, tmp_path):
+    from ablations import guide_maps
+
+    assert not guide_maps.available(tmp_path)
+    assert "source: linear_family" in guide_maps.source(tmp_path)
