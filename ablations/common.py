@@ -6,8 +6,16 @@ Every study is a flat script with a ``Config`` dataclass (quick defaults, ``FULL
     python -m ablations.study_basis [--full] [--seeds N] [--backend local|ray|serial] [--workers N]
         [--ray-address ADDR] [--gpus G] [--out DIR] [--plot-only] [--<config field> VALUE ...]
 
-It runs the sweep (resuming), writes ``metrics.csv`` and ``config.json`` under ``results/<study>/`` and then
-the figures and the table from the saved CSV (``--plot-only`` does only that).
+It runs the sweep (resuming), writes ``metrics.csv`` and ``config.json`` under ``results/<study>/`` (or
+``--out``) and then the figures and the table from the saved CSV (``--plot-only`` does only that).
+
+The protocol (:class:`ProtocolConfig`): a study whose ``Config`` derives from it gets the learning rate chosen per
+configuration on validation from ``lr_grid`` (:func:`ablations.sweep.tuned_sweep`), early stopping with
+``patience`` up to ``steps``, the best-validation checkpoint, and ``seeds`` seeds (>= 5 with ``--full``). A study
+script needs only: ``Config(ProtocolConfig)`` with its axes, ``jobs(config)`` built with :func:`protocol_params`
+and :func:`seed_jobs`, and ``run(job)`` training with ``TrainConfig(**train_settings(job.params))``. A ``Config``
+with the class attribute ``MEMORY_IN_FRESH_PROCESS = True`` runs every job in a new process, so that its
+resident-memory columns measure that run alone.
 """
 
 from __future__ import annotations
@@ -31,9 +39,10 @@ from symm_layers.models import CondTransformerRegressor, eCondTransformerRegress
 from symm_layers.testing import equivariance_error, group_elements
 
 from .frames import display_path
-from .sweep import BACKENDS, Job, git_commit, run_sweep
+from .sweep import BACKENDS, Job, git_commit, run_sweep, tuned_sweep
 from .tasks import RingOscillators, Split
 
+#: The published output root (``python -m ablations.run_all --results DIR`` writes elsewhere, e.g. ``results-quick/``).
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 #: study name (its folder under results/) -> the module that runs it
 STUDY_MODULES = {
@@ -44,22 +53,84 @@ STUDY_MODULES = {
     "equivariant_vs_plain_sequence": "ablations.study_equivariance_sequence",
     "ant_forecast": "ablations.study_ant",
     "ant_dynamics": "ablations.study_ant_dynamics",
+    "ant_norm": "ablations.study_ant_norm",
+    "ant_basis": "ablations.study_ant_basis",
 }
 
 
+# ----------------------------------------------------------------------------------------------- protocol
+@dataclasses.dataclass(frozen=True)
+class ProtocolConfig:
+    """The training protocol shared by the studies (quick profile; ``FULL`` holds the ``--full`` overrides).
+
+    ``lr_grid``: learning rates tried per configuration on the first ``tune_seeds`` seeds; the one with the lowest
+    mean best validation loss then runs with all ``seeds``. ``steps`` is the budget: a run stops after ``patience``
+    evaluations (every ``eval_every`` steps) without a relative improvement of ``min_delta`` of its validation
+    loss, and reports the test loss of its best-validation checkpoint.
+    """
+
+    seeds: int = 3
+    tune_seeds: int = 1
+    lr_grid: tuple = (1e-3, 3e-3, 1e-2)
+    steps: int = 400
+    eval_every: int = 25
+    patience: int = 4
+    min_delta: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 1e-4
+    eval_size: int = 256
+    device: str = "cpu"
+
+    FULL = {"seeds": 5, "tune_seeds": 2}
+
+
+#: Job parameters that :func:`train_settings` turns into a :class:`~ablations.train.TrainConfig`.
+TRAIN_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "eval_every", "eval_size", "patience", "min_delta")
+
+
+def protocol_params(config: ProtocolConfig) -> dict:
+    """The job parameters every run of a protocol study carries (``lr`` is set per job by the tuning stage)."""
+    skip = {"seeds", "tune_seeds", "lr_grid"}
+    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(ProtocolConfig) if f.name not in skip}
+    return {**params, "lr": float(config.lr_grid[0])}
+
+
+def train_settings(params: dict) -> dict:
+    """``TrainConfig`` keyword arguments from a job's parameters."""
+    return {name: params[name] for name in TRAIN_FIELDS if name in params}
+
+
 # ----------------------------------------------------------------------------------------------- models
+def zero_output_head(model: torch.nn.Module) -> torch.nn.Module:
+    """Zero the weights and bias of ``model.head``, so that the untrained model predicts zero everywhere.
+
+    Why: the equivariant regressor's head is an ``eLinear`` drawn ``xavier_uniform``: each output coordinate of a
+    unit-RMS token gets variance ``2 fan_in / (fan_in + fan_out)`` (1.6 for 64 -> 16), which adds to the loss of
+    predicting zero (3.6 vs 2.1 on the ring oscillators); the plain twin's ``nn.Linear`` adds ``1/3``. A zero head
+    starts both at the zero predictor's loss (the common choice for diffusion and flow-matching heads), and keeps
+    the equivariant model equivariant (zero is an equivariant map); the first optimizer step makes it non-zero.
+    """
+    with torch.no_grad():
+        for param in model.head.parameters():
+            param.zero_()
+    return model
+
+
 def regressor(task: RingOscillators, equivariant: bool, embedding_dim: int, num_layers: int, heads: int,
-              **options) -> torch.nn.Module:  # fmt: skip
-    """The conditional regressor for ``task`` (no dropout: runs are deterministic given the seed)."""
+              zero_head: bool = True, **options) -> torch.nn.Module:  # fmt: skip
+    """The conditional regressor for ``task`` (no dropout: runs are deterministic given the seed), its output head
+    zeroed unless ``zero_head=False`` (see :func:`zero_output_head`)."""
     G, x_rep, z_rep = task.group_and_reps
     shape = dict(in_horizon=task.horizon, cond_horizon=task.cond_steps, num_layers=num_layers,
                  num_attention_heads=heads, embedding_dim=embedding_dim, p_drop_emb=0.0, p_drop_attn=0.0,
                  num_cond_layers=1)  # fmt: skip
     if equivariant:
-        return eCondTransformerRegressor(x_rep, z_rep, None, **shape, **options)
-    for equivariant_only in ("basis_expansion_scheme", "weight_cache", "norm_affine"):
-        options.pop(equivariant_only, None)
-    return CondTransformerRegressor(x_rep.size, z_rep.size, x_rep.size, **shape, **options)
+        model = eCondTransformerRegressor(x_rep, z_rep, None, **shape, **options)
+    else:
+        for equivariant_only in ("basis_expansion_scheme", "weight_cache", "norm_affine", "init_scheme"):
+            options.pop(equivariant_only, None)
+        model = CondTransformerRegressor(x_rep.size, z_rep.size, x_rep.size, **shape, **options)
+    return zero_output_head(model) if zero_head else model
 
 
 def regressor_equivariance_error(model: torch.nn.Module, task: RingOscillators, split: Split, count: int = 64) -> float:
@@ -95,7 +166,9 @@ def mlp_equivariance_error(model: torch.nn.Module, in_rep, out_rep, split: Split
     return error.max_rel
 
 
-def final_rows(step: int, wall: float, **metrics: float) -> list[dict]:
+def final_rows(rows: list[dict], **metrics: float) -> list[dict]:
+    """Rows for scalar ``metrics``, at the last step and wall time of ``rows`` (a run's rows so far)."""
+    step, wall = rows[-1]["step"], rows[-1]["wall_time"]
     return [{"step": step, "wall_time": wall, "metric": m, "value": float(v)} for m, v in metrics.items()]
 
 
@@ -157,10 +230,11 @@ def make_config(config_cls, args: argparse.Namespace):
 
 def main(study: str, config_cls, jobs: Callable, run: Callable, argv: list[str] | None = None) -> Path:
     """Command-line entry point of a study script; returns the output folder."""
-    from . import plot
+    from . import report
 
     args = _parser(study, config_cls).parse_args(argv)
     out = args.out or RESULTS / study
+    fresh = bool(getattr(config_cls, "MEMORY_IN_FRESH_PROCESS", False))
     if not args.plot_only:
         config = make_config(config_cls, args)
         if args.gpus > 0 and getattr(config, "device", "cpu") == "cpu":
@@ -168,12 +242,17 @@ def main(study: str, config_cls, jobs: Callable, run: Callable, argv: list[str] 
         job_list = jobs(config)
         meta = {"study": study, "profile": "full" if args.full else "quick", "config": dataclasses.asdict(config),
                 "backend": args.backend, "workers": args.workers, "threads_per_job": args.threads,
-                "runs": len(job_list), "command": _command(study, argv), **environment()}  # fmt: skip
+                "runs": len(job_list), "fresh_process_per_run": fresh, "command": _command(study, argv),
+                **environment()}  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
-        run_sweep(job_list, run, out, backend=args.backend, workers=args.workers, threads=args.threads,
-                  ray_address=args.ray_address, gpus=args.gpus, progress=not args.no_progress)  # fmt: skip
+        options = dict(backend=args.backend, workers=args.workers, threads=args.threads, ray_address=args.ray_address,
+                       gpus=args.gpus, progress=not args.no_progress, fresh_process=fresh)  # fmt: skip
+        if isinstance(config, ProtocolConfig):
+            tuned_sweep(job_list, run, out, config.lr_grid, config.tune_seeds, **options)
+        else:
+            run_sweep(job_list, run, out, **options)
         (out / "config.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    plot.render(study, out)
+    report.render(study, out)
     return out
 
 
@@ -192,33 +271,28 @@ def seed_jobs(study: str, seeds: int, configs: dict[str, dict]) -> list[Job]:
 
 # ----------------------------------------------------------------------------------------------- the sequence task
 @dataclasses.dataclass(frozen=True)
-class SequenceConfig:
+class SequenceConfig(ProtocolConfig):
     """Settings shared by the studies that train the regressor on the ring-oscillator task (quick profile).
 
     ``FULL`` holds the overrides of ``--full``; a study's own ``Config`` adds its axis (strategies, modes, ...).
     """
 
-    seeds: int = 3
+    steps: int = 300
     sites: int = 8
     train_size: int = 2048
-    eval_size: int = 256
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    eval_every: int = 25
     embedding_dim: int = 64
     num_layers: int = 2
     heads: int = 2
-    device: str = "cpu"
 
-    FULL = {"steps": 2000, "train_size": 8192, "eval_size": 1024, "eval_every": 100, "seeds": 5}
+    FULL = {**ProtocolConfig.FULL, "steps": 3000, "train_size": 8192, "eval_size": 1024, "eval_every": 100,
+            "patience": 5}  # fmt: skip
 
 
 def sequence_params(config: SequenceConfig, **extra) -> dict:
     """The job parameters of a sequence-task study: the shared settings of ``config`` plus ``extra``."""
-    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(SequenceConfig) if f.name != "seeds"}
-    return {**shared, **extra}
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(SequenceConfig)
+              if f.name not in {f.name for f in dataclasses.fields(ProtocolConfig)}}  # fmt: skip
+    return {**protocol_params(config), **shared, **extra}
 
 
 def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Callable | None = None, *,
@@ -229,8 +303,9 @@ def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Ca
     ``embedding_dim`` overrides the job's (plain twins at equal parameter count); ``augment`` is passed to
     :func:`~ablations.train.fit`.
 
-    Logs, besides :func:`~ablations.train.fit`'s rows, the resident-memory growth of the construction, the bytes
-    of parameters and buffers, and the trained model's equivariance error.
+    Logs, besides :func:`~ablations.train.fit`'s rows (the model is left at its best-validation checkpoint), the
+    resident-memory growth of the construction, the bytes of parameters and buffers, the embedding width and the
+    trained model's equivariance error.
     """
     from .tasks import make_splits
     from .train import FlowMatching, PeakRSS, TrainConfig, fit
@@ -243,12 +318,12 @@ def train_sequence_model(job: Job, equivariant: bool = True, on_eval_factory: Ca
     with PeakRSS() as built:
         width = embedding_dim or p["embedding_dim"]
         model = regressor(task, equivariant, width, p["num_layers"], p["heads"], device=p["device"], **model_options)
-    train = TrainConfig(p["steps"], p["batch_size"], p["lr"], p["weight_decay"], p["eval_every"], p["eval_size"])
     on_eval = on_eval_factory(model, splits) if on_eval_factory else None
-    rows = fit(model, FlowMatching(), splits, train, job.seed, on_eval=on_eval, augment=augment)
+    rows = fit(model, FlowMatching(), splits, TrainConfig(**train_settings(p)), job.seed, on_eval=on_eval,
+               augment=augment)  # fmt: skip
     state_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     exact = regressor_equivariance_error(copy.deepcopy(model).double(), task, splits["test"].double())
-    rows += final_rows(p["steps"], rows[-1]["wall_time"], construction_rss_mib=built.peak_mib,
-                       param_buffer_mib=state_bytes / 2**20, equivariance_error_f64=exact,
+    rows += final_rows(rows, construction_rss_mib=built.peak_mib, param_buffer_mib=state_bytes / 2**20,
+                       equivariance_error_f64=exact, width=width,
                        equivariance_error=regressor_equivariance_error(model, task, splits["test"]))  # fmt: skip
     return model, rows

@@ -1,6 +1,8 @@
-"""What the figure step (``plot.py``), the table step (``tables.py``) and the guide share, so that none of them
-imports another: the final rows of each run, the wording of the interval every figure and table shows, and paths
-as headers print them (relative to the repository, never a machine path).
+"""What the figure step (``plot.py``), the table step (``tables.py``) and the guide share at the lowest level, so
+that none of them imports another: the final rows of each run, the interval every figure and table shows (and its
+wording), and paths as headers print them (relative to the repository, never a machine path).
+
+The per-run frame, colours, captions and paired comparisons built on these live in :mod:`ablations.summary`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .stats import INTERVAL_TEXT, LEVEL
+
 REPO = Path(__file__).resolve().parent.parent
-#: seaborn's ``errorbar`` argument and its wording in captions and table headers.
-INTERVAL = ("se", 1)
-INTERVAL_TEXT = "mean ± 1 s.e. over seeds"
+#: seaborn's ``errorbar`` argument for curves over steps: a bootstrap interval over seeds at the level of the tables.
+INTERVAL = ("ci", round(100 * LEVEL))
+__all__ = ["INTERVAL", "INTERVAL_TEXT", "REPO", "display_path", "finals"]
 
 
 def finals(data: pd.DataFrame) -> pd.DataFrame:

@@ -2,168 +2,381 @@
 
     python -m ablations.guide [--results results]
 
-Reads the studies' ``metrics.csv`` and the benchmark scripts' ``raw.csv`` files; a section whose data is missing
-says so instead of recommending anything. Nothing here measures.
+Opens with one screen, "Decisions at a glance": per axis the recommendation, the condition under which it flips,
+the interval it rests on and the table or figure behind it. Reads the studies' ``metrics.csv`` (intervals and
+paired comparisons over seeds, :mod:`ablations.stats`) and the benchmark scripts' ``raw.csv`` files (where the
+answer flips with size); a row or section whose data is missing says so instead of recommending anything.
+Nothing here measures.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .common import RESULTS
-from .frames import finals
+from . import guide_maps
+from .common import RESULTS, STUDY_MODULES
+from .frames import display_path
+from .stats import MIN_SEEDS, bootstrap_ci
+from .summary import LOSS, compare, equal_params_pairs, load_config, runs
+from .tables import budget_limited
 
 
-def _final(results: Path, study: str) -> pd.DataFrame | None:
+@dataclass
+class Decision:
+    """One row of the first screen."""
+
+    axis: str
+    recommendation: str
+    flips: str
+    interval: str
+    rests_on: str
+
+    def row(self) -> str:
+        return f"| {self.axis} | {self.recommendation} | {self.flips} | {self.interval} | {self.rests_on} |"
+
+
+def _runs(results: Path, study: str) -> pd.DataFrame | None:
     path = results / study / "metrics.csv"
-    if not path.exists():
-        return None
-    final = finals(pd.read_csv(path))
-    return final
+    return runs(pd.read_csv(path)) if path.exists() else None
 
 
-def _mean(final: pd.DataFrame, label: str, metric: str, key: str = "label") -> float:
-    return final[(final[key] == label) & (final.metric == metric)].value.mean()
+def _raw(results: Path, folder: str) -> pd.DataFrame | None:
+    path = results / folder / "raw.csv"
+    return pd.read_csv(path) if path.exists() else None
 
 
-def _links(study: str, *figures: str) -> str:
-    parts = [f"[table]({study}/table.md)"] + [f"[{f.split('.')[0].replace('_', ' ')}]({study}/{f})" for f in figures]
-    return " · ".join(parts)
+def _missing(axis: str, study: str) -> Decision:
+    return Decision(axis, "no data yet", "", "", f"`python -m ablations.run_all` writes `{study}/metrics.csv`")
 
 
-def _missing(study: str) -> list[str]:
-    return [f"- No data yet: `python -m ablations.run_all` (or the study alone) writes `{study}/metrics.csv`.", ""]
+def _link(study: str, name: str = "table.md") -> str:
+    return f"[{study}/{name}]({study}/{name})"
 
 
-def basis_section(results: Path) -> list[str]:
-    out = ["## Basis expansion: `basis_expansion_scheme`", ""]
-    final = _final(results, "basis_expansion")
-    if final is None:
-        return out + _missing("basis_expansion")
+def _ratio_ci(a: pd.Series, b: pd.Series):
+    """Per-seed ratio ``b / a`` (index = seed) with its bootstrap interval."""
+    seeds = a.index.intersection(b.index)
+    return bootstrap_ci(b[seeds] / a[seeds])
+
+
+def _seedwise(frame: pd.DataFrame, label: str, metric: str) -> pd.Series:
+    return frame[frame.label == label].set_index("seed")[metric]
+
+
+def _cells_where(raw: pd.DataFrame | None, candidate: str, reference: str, metric: str) -> list[tuple]:
+    """Benchmark cells ``(group, D, B, ratio)`` where ``candidate`` is faster than ``reference`` on ``metric``."""
+    if raw is None:
+        return []
+    rows = raw[raw.metric == metric].pivot_table(index=["group", "D", "B"], columns="implementation", values="value")
+    if candidate not in rows or reference not in rows:
+        return []
+    ratio = (rows[candidate] / rows[reference]).dropna()
+    return [(*key, r) for key, r in ratio.items() if r < 1]
+
+
+def _cells_text(cells: list[tuple], limit: int = 4) -> str:
+    shown = sorted(cells, key=lambda c: c[3])[:limit]
+    more = f" and {len(cells) - limit} more" if len(cells) > limit else ""
+    return "; ".join(f"{g} D={d} B={b} ({r:.2f}×)" for g, d, b, r in shown) + more
+
+
+# ----------------------------------------------------------------------------------------------- decisions
+def basis_decision(results: Path) -> Decision:
+    axis = "basis expansion (`basis_expansion_scheme`)"
+    frame = _runs(results, "basis_expansion")
+    maps = guide_maps.row(results, "basis_expansion")
+    if frame is None and maps is None:
+        return _missing(axis, "basis_expansion")
     iso, dense = "isotypic_expansion", "memory_heavy"
-    loss = {s: _mean(final, s, "test_loss") for s in (iso, dense)}
-    time = _mean(final, dense, "time_per_step_ms") / _mean(final, iso, "time_per_step_ms")
-    infer = _mean(final, dense, "infer_ms_per_batch") / _mean(final, iso, "infer_ms_per_batch")
-    memory = _mean(final, dense, "param_buffer_mib") / _mean(final, iso, "param_buffer_mib")
-    per_seed = final[final.metric == "test_loss"].pivot_table(index="seed", columns="label", values="value")
-    gap = (per_seed[dense] - per_seed[iso]).abs().max()
-    faster = iso if time > 1 else dense
-    out += [
-        f"- **Pick `{faster}`.** Both parameterise the same basis, so they learn the same function: final test loss "
-        f"{loss[iso]:.4g} (`{iso}`) vs {loss[dense]:.4g} (`{dense}`), largest per-seed difference {gap:.1e}. "
-        f"`{dense}` takes {time:.2f}× the time per training step, {infer:.2f}× per inference batch and "
-        f"{memory:.1f}× the parameter + buffer memory of `{iso}`. "
-        + _links("basis_expansion", "curves.png", "costs.png"),
-        f"- `{dense}` refuses stacks above `max_basis_bytes` (2 GiB by default); keep it for checking small layers.",
-        "",
-    ]
+    regressor = ""
+    if frame is not None:
+        time = _ratio_ci(_seedwise(frame, iso, "time_per_step_ms"), _seedwise(frame, dense, "time_per_step_ms"))
+        width = int(frame.width.iloc[0]) if "width" in frame else "?"
+        regressor = (f"the strategies learn the same function (regressor loss difference "
+                     f"{compare(frame, iso, dense).diff.text(2)}); train-step time `{dense}`/`{iso}` "
+                     f"{time.text(3)}× in the regressor (width {width})")  # fmt: skip
+    rests = f"{_link('basis_expansion')}; {guide_maps.source(results)}"
+    if maps is not None:
+        rec, flips, interval = maps
+        return Decision(axis, rec, flips, "; ".join(filter(None, [interval, regressor])), rests)
+    faster = iso if time.mean >= 1 else dense
+    cells = _cells_where(_raw(results, "linear_family"), "mh_cached", "iso_cached", "train_fwd_bwd")
+    flips = (f"`memory_heavy` trains faster in these eLinear cells: {_cells_text(cells)} (largest D where it "
+             f"wins: {max(c[1] for c in cells)})" if cells else "no measured eLinear cell where `memory_heavy` trains "
+             "faster")  # fmt: skip
+    rec = f"`{faster}`"
+    if cells:
+        rec += f"; `memory_heavy` for training single layers at D ≤ {max(c[1] for c in cells)}"
+    return Decision(axis, rec, flips, regressor, f"{rests}, {_link('linear_family')}")
+
+
+def cache_decision(results: Path) -> Decision:
+    axis = "weight cache (`weight_cache`)"
+    frame = _runs(results, "weight_cache")
+    maps = guide_maps.row(results, "weight_cache")
+    if frame is None and maps is None:
+        return _missing(axis, "weight_cache")
+    study = ""
+    if frame is not None:
+        ratio = bootstrap_ci(frame.infer_ms_uncached_interleaved / frame.infer_ms_cached_interleaved)
+        study = f"regressor no-grad forward `uncached`/`cached` {ratio.text(3)}× (over runs, interleaved)"
+    rests = f"{_link('weight_cache')}; {guide_maps.source(results)}"
+    if maps is not None:
+        rec, flips, interval = maps
+        return Decision(axis, rec + "; training never reads the cache", flips,
+                        "; ".join(filter(None, [interval, study])), rests)  # fmt: skip
+    choice = "cached" if ratio.mean >= 1 else "uncached"
+    cells = _cells_where(_raw(results, "linear_family"), "iso_uncached", "iso_cached", "eval_fwd")
+    flips = (f"uncached inference is faster in these eLinear cells: {_cells_text(cells)}" if cells else
+             "no measured eLinear cell where uncached inference is faster")  # fmt: skip
+    rec = f"`{choice}` for inference; training never reads the cache"
+    if cells:
+        batches = ", ".join(sorted({str(c[2]) for c in cells}))
+        rec += f"; `uncached` for inference at D ≥ {min(c[1] for c in cells)} with B = {batches}"
+    return Decision(axis, rec, flips, study, f"{rests}, {_link('linear_family')}")
+
+
+def _norm_best(frame: pd.DataFrame) -> dict:
+    """Per depth: the best configuration, the runner-up and their paired comparison."""
+    out = {}
+    for depth, rows in frame.groupby("num_layers"):
+        means = rows.groupby("label")[LOSS].mean().sort_values()
+        best, second = means.index[0], means.index[1] if len(means) > 1 else None
+        out[int(depth)] = (best, second, compare(rows, best, second) if second else None)
     return out
 
 
-def cache_section(results: Path) -> list[str]:
-    out = ["## Weight cache: `weight_cache`", ""]
-    data_path = results / "weight_cache" / "metrics.csv"
-    if not data_path.exists():
-        return out + _missing("weight_cache")
-    data = pd.read_csv(data_path)
-    final = finals(data)
-    interleaved = final[final.metric.str.endswith("_interleaved")].pivot_table(
-        index="run_id", columns="metric", values="value"
+def norm_decision(results: Path, study: str = "normalization",
+                  axis: str = "normalisation (`norm_module`, `norm_first`)") -> Decision:  # fmt: skip
+    frame = _runs(results, study)
+    if frame is None:
+        return _missing(axis, study)
+    best = _norm_best(frame)
+    recs, intervals = [], []
+    for depth, (label, second, result) in best.items():
+        noise = result is None or result.within_noise
+        recs.append(f"depth {depth}: `{label.rsplit('/', 1)[0]}`" + (" (tied within noise)" if noise else ""))
+        if result is not None:
+            intervals.append(f"depth {depth}: runner-up `{second.rsplit('/', 1)[0]}` − best {result.diff.text(2)}")
+    variants = {label.split("/")[0] + "/" + label.split("/")[1] for label, _, _ in best.values()}
+    flips = ("the best norm/placement changes with depth" if len(variants) > 1 else
+             "same norm/placement at every depth" if len(best) > 1 else
+             f"one depth measured ({', '.join(map(str, best))})")  # fmt: skip
+    return Decision(axis, "; ".join(recs), flips, "; ".join(intervals),
+                    f"{_link(study)}, {_link(study, 'results.png')}")  # fmt: skip
+
+
+def affine_comparisons(frame: pd.DataFrame) -> list[tuple[str, object]]:
+    """(configuration without the affine, diagonal − isotypic paired by seed) for every pair the study ran."""
+    out = []
+    for label in sorted(frame.label.unique()):
+        norm, placement, affine, depth = label.split("/")
+        twin = f"{norm}/{placement}/diagonal/{depth}"
+        if affine == "isotypic" and twin in set(frame.label):
+            out.append((f"{norm}/{placement}/{depth}", compare(frame, label, twin)))
+    return out
+
+
+def _affine_time(frame: pd.DataFrame) -> str:
+    """Train-step time ``diagonal`` / ``isotypic`` over every (configuration, seed) pair of the study."""
+    ratios = []
+    for label in sorted(frame.label.unique()):
+        if label.split("/")[2] == "isotypic" and (twin := label.replace("/isotypic/", "/diagonal/")) in set(
+            frame.label
+        ):
+            iso, diag = _seedwise(frame, label, "time_per_step_ms"), _seedwise(frame, twin, "time_per_step_ms")
+            ratios += list((diag / iso).dropna())
+    return f"; train-step time diagonal/isotypic {bootstrap_ci(ratios).text(3)}× (pairs × seeds)" if ratios else ""
+
+
+def affine_decision(results: Path, study: str = "normalization", axis: str = "norm affine (`norm_affine`)") -> Decision:
+    frame = _runs(results, study)
+    if frame is None or "norm_affine" not in frame or frame.norm_affine.nunique() < 2:
+        return _missing(axis, study)
+    pairs = affine_comparisons(frame)
+    iso_better = [name for name, r in pairs if not r.within_noise and r.diff.mean > 0]
+    diag_better = [name for name, r in pairs if not r.within_noise and r.diff.mean < 0]
+    speed = _affine_time(frame)
+    layers = _raw(results, "layer_family")
+    if layers is not None:
+        timed = layers[layers.metric.isin(["train", "eval"]) & (layers.baseline > 0)]
+        r = (timed.value / timed.baseline).groupby(timed.implementation).max()
+        keys = [k for k in r.index if _diagonal_twin(k) in r.index and k.startswith("eCond")]
+        if keys:
+            iso, diag = r[keys[0]], r[_diagonal_twin(keys[0])]
+            speed += f"; layer_family: regressor vs torch ≤ {iso:.2f}× (isotypic) → ≤ {diag:.2f}×"
+    rec = "`diagonal` (faster, no accuracy lost beyond noise)" if not iso_better else (
+        "`diagonal` for speed; `isotypic` where accuracy matters: " + ", ".join(iso_better))  # fmt: skip
+    flips = (f"`isotypic` more accurate beyond noise in {len(iso_better)} of {len(pairs)} configurations; "
+             f"`diagonal` in {len(diag_better)}")  # fmt: skip
+    lo = min(r.diff.mean for _, r in pairs)
+    hi = max(r.diff.mean for _, r in pairs)
+    return Decision(axis, rec, flips, f"test loss diagonal − isotypic, paired: means {lo:.2g} … {hi:.2g}{speed}",
+                    f"{_link(study)}, {_link('layer_family')}")  # fmt: skip
+
+
+def _equivariance_verdicts(frame: pd.DataFrame, other: str) -> dict[int, list]:
+    """Per training-set size: the paired results of ``other`` − equivariant at equal parameters (all widths)."""
+    out: dict[int, list] = {}
+    for pair in equal_params_pairs(frame):
+        if pair["other_model"] == other:
+            result = compare(frame, pair["equivariant"], pair["other"])
+            out.setdefault(int(pair["train_size"]), []).append((pair, result))
+    return out
+
+
+def equivariance_decision(results: Path, study: str, axis: str) -> Decision:
+    frame = _runs(results, study)
+    if frame is None:
+        return _missing(axis, study)
+    verdicts = _equivariance_verdicts(frame, "plain")
+    wins = {n: sum(1 for _, r in v if not r.within_noise and r.diff.mean > 0) for n, v in verdicts.items()}
+    losses = {n: sum(1 for _, r in v if not r.within_noise and r.diff.mean < 0) for n, v in verdicts.items()}
+    total = {n: len(v) for n, v in verdicts.items()}
+    all_win = [n for n in total if wins[n] == total[n]]
+    rec = ("equivariant at every size tried" if len(all_win) == len(total) else
+           f"equivariant at n ∈ {{{', '.join(map(str, all_win))}}}" if all_win else
+           "no size where the equivariant model wins at every width")  # fmt: skip
+    flips = "; ".join(f"n = {n}: equivariant better in {wins[n]}/{total[n]} equal-parameter pairs, plain in "
+                      f"{losses[n]}/{total[n]}" for n in sorted(total))  # fmt: skip
+    extremes = [min(total), max(total)]
+    interval = "; ".join(f"n = {n}: plain − equivariant " + ", ".join(
+        f"{r.diff.text(2)} ({int(p['eq_params']):,} vs {int(p['other_params']):,} params)" for p, r in verdicts[n])
+        for n in sorted(set(extremes)))  # fmt: skip
+    rests = f"{_link(study)}, {_link(study, 'loss_vs_params.png')}, {_link(study, 'loss_vs_data.png')}"
+    return Decision(axis, rec + " (equal parameters; exact symmetry only with the equivariant model)", flips,
+                    interval, rests)  # fmt: skip
+
+
+def augmentation_decision(results: Path, study: str, axis: str) -> Decision:
+    frame = _runs(results, study)
+    if frame is None:
+        return _missing(axis, study)
+    aug = frame[frame.model == "plain/augmented"]
+    results_by_n: dict[int, list] = {}
+    for label, rows in aug.groupby("label"):
+        plain = label.replace("plain/augmented/", "plain/", 1)
+        if plain in set(frame.label):
+            results_by_n.setdefault(int(rows.train_size.iloc[0]), []).append(compare(frame, plain, label))
+    helps = {n: sum(1 for r in v if not r.within_noise and r.diff.mean < 0) for n, v in results_by_n.items()}
+    hurts = {n: sum(1 for r in v if not r.within_noise and r.diff.mean > 0) for n, v in results_by_n.items()}
+    helped = [n for n in sorted(helps) if helps[n] == len(results_by_n[n])]
+    vs_eq = _equivariance_verdicts(frame, "plain/augmented")
+    eq_better = sum(1 for v in vs_eq.values() for _, r in v if not r.within_noise and r.diff.mean > 0)
+    count = sum(len(v) for v in vs_eq.values())
+    rec = (f"augment a plain model at n ∈ {{{', '.join(map(str, helped))}}}" if helped else
+           "augmentation does not help at every width of any size")  # fmt: skip
+    flips = "; ".join(f"n = {n}: helps {helps[n]}/{len(v)} widths, hurts {hurts[n]}" for n, v in
+                      sorted(results_by_n.items()))  # fmt: skip
+    n_min = min(results_by_n)
+    interval = (
+        f"n = {n_min}: augmented − plain "
+        + ", ".join(r.diff.text(2) for r in results_by_n[n_min])
+        + f"; the equivariant model beats the augmented one at equal parameters in {eq_better}/{count} pairs"
     )
-    infer = (interleaved.infer_ms_uncached_interleaved / interleaved.infer_ms_cached_interleaved).median()
-    train = _mean(final, "uncached", "time_per_step_ms") / _mean(final, "cached", "time_per_step_ms")
-    diff = data[data.metric == "cache_output_max_abs_diff"].value.max()
-    choice = "cached" if infer >= 1 else "uncached"
-    out += [
-        f"- **Keep `{choice}`** for inference: `uncached` takes {infer:.2f}× the time of `cached` per no-grad "
-        f"forward of the trained regressor (median over runs; both modes timed alternately in one process). "
-        f"Training steps record autograd and never use the cache: the runs' time per step differs by "
-        f"{train:.2f}× (uncached / cached, separate processes on a shared machine, so this ratio is noise "
-        f"around 1). {_links('weight_cache', 'costs.png')}",
-        f"- The cache never went stale: after every evaluation the cached model's outputs matched an uncached copy "
-        f"of its current state to {diff:.1e} (largest difference over all runs and evaluations).",
-        "",
+    return Decision(axis, rec, flips, interval, _link(study))
+
+
+def decisions(results: Path) -> list[Decision]:
+    seq = "equivariant_vs_plain_sequence"
+    return [
+        basis_decision(results),
+        cache_decision(results),
+        norm_decision(results),
+        affine_decision(results),
+        equivariance_decision(results, "equivariant_vs_plain", "equivariant vs plain, MLP (ring regression)"),
+        equivariance_decision(results, seq, "equivariant vs plain, regressor (ring oscillators)"),
+        augmentation_decision(results, "equivariant_vs_plain", "augmentation, MLP"),
+        augmentation_decision(results, seq, "augmentation, regressor"),
+        *ant_decisions(results),
     ]
+
+
+def ant_decisions(results: Path) -> list[Decision]:
+    from .guide_ant import decisions as ant  # imports this module
+
+    return ant(results)
+
+
+def profiles(results: Path) -> str:
+    """Which profile each study's saved data is (``quick`` or ``full``), in words."""
+    found: dict[str, list[str]] = {}
+    for study in STUDY_MODULES:
+        profile = load_config(results / study).get("profile")
+        if profile:
+            found.setdefault(profile, []).append(study)
+    if len(found) == 1:
+        return f"`{next(iter(found))}` (every study with data)"
+    return "; ".join(f"`{p}`: " + ", ".join(studies) for p, studies in sorted(found.items())) or "none"
+
+
+QUICK_NOTE = (
+    " — quick-profile numbers (3 seeds, short budgets) are directions; `make results-full` (5 seeds) replaces them."
+)
+
+
+def glance(results: Path) -> list[str]:
+    studies = list(STUDY_MODULES)
+    quick = any(load_config(results / s).get("profile") == "quick" for s in studies)
+    return [
+        "## Decisions at a glance",
+        "",
+        f'Intervals: 95 % bootstrap over seeds; comparisons paired by seed, "within noise" when the interval of '
+        f"the mean difference covers 0, no verdict under {MIN_SEEDS} seeds. Losses are test losses at each run's "
+        f"best-validation checkpoint, each configuration at its own learning rate chosen on validation. Profile of "
+        f"the data shown: {profiles(results)}" + (QUICK_NOTE if quick else "."),
+        "",
+        "| axis | recommendation | flips when | interval | rests on |",
+        "|---|---|---|---|---|",
+        *[d.row() for d in decisions(results)],
+        "",
+        *_budget_note(results, studies),
+    ]
+
+
+def _budget_note(results: Path, studies) -> list[str]:
+    """Which studies have configurations still improving at their step budget (their losses are upper bounds)."""
+    parts = []
+    for study in studies:
+        frame = _runs(results, study)
+        if frame is not None and (limited := budget_limited(frame)):
+            parts.append(f"`{study}` {len(limited)} of {frame.label.nunique()}")
+    if not parts:
+        return []
+    return ["Configurations whose median run was still improving at the step budget (their losses are upper "
+            "bounds; `--full` trains up to 10× longer): " + ", ".join(parts) + ".", ""]  # fmt: skip
+
+
+def detail_section(results: Path) -> list[str]:
+    out = ["## Paired comparisons behind the table", ""]
+    frame = _runs(results, "normalization")
+    if frame is not None and "norm_affine" in frame:
+        out += ["Norm affine, test loss `diagonal` − `isotypic` paired by seed:", ""]
+        out += [f"- `{name}`: {r.diff.text(3)} — {r.verdict('isotypic', 'diagonal')}" for name, r in
+                affine_comparisons(frame)]  # fmt: skip
+        out.append("")
+    for study in ("equivariant_vs_plain", "equivariant_vs_plain_sequence"):
+        out += equivariance_details(results, study)
     return out
 
 
-def norm_section(results: Path) -> list[str]:
-    out = ["## Normalisation: `norm_module` and `norm_first`", ""]
-    final = _final(results, "normalization")
-    if final is None:
-        return out + _missing("normalization")
-    labels = sorted(final.label.unique())
-    loss = {label: _mean(final, label, "test_loss") for label in labels}
-    time = {label: _mean(final, label, "time_per_step_ms") for label in labels}
-    diverged = {label: int(_mean(final, label, "diverged") * final.seed.nunique()) for label in labels}
-    best = min(labels, key=loss.get)
-    fastest = min(labels, key=time.get)
-    ranked = ", ".join(f"`{label}` {loss[label]:.4g}" for label in sorted(labels, key=loss.get))
-    unstable = [label for label in labels if diverged[label]]
-    out += [
-        f"- **Lowest final test loss: `{best}`** (norm/placement, pre = `norm_first=True`). All, best first: "
-        f"{ranked}. {_links('normalization', 'curves.png', 'costs.png')}",
-        f"- Fastest per training step: `{fastest}` ({time[fastest]:.3g} ms; slowest {max(time.values()):.3g} ms).",
-        "- Diverged runs: "
-        + (", ".join(f"`{label}` {diverged[label]}" for label in unstable) if unstable else "none")
-        + ". The table's 'sd of last-quarter train loss' column measures how noisy each configuration trains.",
-        "",
-    ]
-    return out
-
-
-def _equivariance_section(results: Path, study: str, title: str, model: str) -> list[str]:
-    out = [f"## {title}", ""]
-    final = _final(results, study)
-    if final is None:
-        return out + _missing(study)
-    test = final[final.metric == "test_loss"].groupby(["model", "train_size"]).value.mean().unstack()
-    eq = test.loc["equivariant"]
-    lines = []
-    for n in sorted({test.columns.min(), test.columns.max()}):
-        others = {m: test.loc[m, n] for m in test.index if m != "equivariant"}
-        best_plain = min(others, key=others.get)
-        verdict = "beats" if eq[n] < others[best_plain] else "loses to"
-        lines.append(
-            f"- n = {int(n)}: equivariant test loss {eq[n]:.4g}; plain at equal width "
-            f"{test.loc['plain/equal-width', n]:.4g}, at equal parameters {test.loc['plain/equal-params', n]:.4g}, "
-            f"augmented {test.loc['plain/augmented', n]:.4g}: the equivariant model {verdict} the best plain "
-            f"variant (`{best_plain}`)."
-        )
-    wins = [int(n) for n in test.columns if eq[n] < test.loc[[m for m in test.index if m != "equivariant"], n].min()]
-    per_plain = []
-    for plain in ("plain/equal-width", "plain/equal-params", "plain/augmented"):
-        sizes = [str(int(n)) for n in test.columns if eq[n] < test.loc[plain, n]]
-        per_plain.append(f"`{plain}` at n = {', '.join(sizes) if sizes else 'none'}")
-    error = final[(final.metric == "equivariance_error_f64") & (final.model == "equivariant")].value.max()
-    plain_error = final[(final.metric == "equivariance_error") & (final.model != "equivariant")].value.min()
-    out += [
-        f"- **Training-set sizes where the equivariant {model} has the lowest test loss of all four: "
-        + (", ".join(map(str, wins)) if wins else "none")
-        + ".** "
-        + _links(study, "sample_efficiency.png"),
-        f"- The equivariant {model} has a lower mean test loss than "
-        + "; than ".join(per_plain)
-        + f" (sizes tried: {', '.join(str(int(n)) for n in test.columns)}).",
-        *lines,
-        f"- Only the equivariant model is equivariant after training (relative error ≤ {error:.1e} in float64; the "
-        f"plain ones ≥ {plain_error:.2g}, augmentation included): pick it when exact symmetry matters downstream.",
-        "",
-    ]
-    return out
-
-
-def equivariance_section(results: Path) -> list[str]:
-    return _equivariance_section(results, "equivariant_vs_plain", "Equivariant or plain (with augmentation)? "
-                                 "MLP on the ring-regression task", "MLP")  # fmt: skip
-
-
-def sequence_equivariance_section(results: Path) -> list[str]:
-    return _equivariance_section(results, "equivariant_vs_plain_sequence", "Equivariant or plain? The conditional "
-                                 "regressor on the ring-oscillator task", "regressor")  # fmt: skip
+def equivariance_details(results: Path, study: str) -> list[str]:
+    """Every equal-parameter pair of ``study`` (plain − equivariant, paired by seed) and the equivariance errors."""
+    frame = _runs(results, study)
+    if frame is None:
+        return []
+    out = [f"{study.replace('_', ' ')}: plain − equivariant at equal parameters, paired by seed:", ""]
+    for n, items in sorted(_equivariance_verdicts(frame, "plain").items()):
+        out.append(f"- n = {n}: " + "; ".join(
+            f"{int(p['eq_params']):,} vs {int(p['other_params']):,} params: {r.diff.text(3)} "
+            f"({r.verdict('equivariant', 'plain')})" for p, r in items))  # fmt: skip
+    errors = frame.groupby("model").equivariance_error_f64.max()
+    return out + ["- Equivariance error after training (float64, max): " + ", ".join(
+        f"`{m}` {e:.1e}" for m, e in errors.items()), ""]  # fmt: skip
 
 
 def ant_sections(results: Path) -> list[str]:
@@ -221,19 +434,14 @@ def write(results: Path = RESULTS) -> Path:
     lines = [
         "# Results and strategy guide",
         "",
-        "Generated by `python -m ablations.guide` from the saved data in this folder (`make results-full` "
-        "regenerates the published `results/` from one commit; `make results` writes a quick-profile copy to the "
-        "git-ignored `results-quick/`). Each study folder holds `metrics.csv` (long form: one row per run × step × "
-        "metric), "
-        "`config.json` (configuration, versions, commit, device), `table.md` and the figures; numbers are means "
-        "over seeds. Quick-profile studies are small: read them as directions, and rerun with `--full` before "
-        "publishing.",
+        "Generated by `python -m ablations.guide` from the saved data in this folder; every number below is "
+        "computed from the studies' `metrics.csv` and the benchmarks' `raw.csv` (figures and tables: "
+        f"`python -m ablations.report {display_path(results)}/<study>`). `make results-full` regenerates the "
+        "published `results/` from one commit; `make results` writes a quick-profile copy to the git-ignored "
+        f"`results-quick/`. Profile of the ablation data here: {profiles(results)}.",
         "",
     ]
-    sections = (basis_section, cache_section, norm_section, equivariance_section, sequence_equivariance_section,
-                ant_sections, benchmark_section)  # fmt: skip
-    for section in sections:
-        lines += section(results)
+    lines += glance(results) + detail_section(results) + ant_sections(results) + benchmark_section(results)
     path = results / "README.md"
     path.write_text("\n".join(lines))
     return path

@@ -1,154 +1,276 @@
 """Figures of a study, drawn only from its saved ``metrics.csv`` (never from a live run).
 
-    python -m ablations.plot results/basis_expansion [results/normalization ...]
+    python -m ablations.plot results/basis_expansion [results/normalization ...]   # figures only
+    python -m ablations.report results/basis_expansion                            # figures and table.md
 
-A colour always means the same configuration: :data:`PALETTE` fixes it for every label the studies use, and the
-hue order is the palette's order. Lines and bars show the mean over seeds with an interval of one standard error
-of that mean (seaborn's ``errorbar=("se", 1)``), as each figure's caption says.
+Every figure carries a caption (task, loss, model sizes, steps, group, hardware, commit), shows final metrics as
+points with 95 % bootstrap intervals over seeds, draws the zero-predictor loss (dashed) and, where the task has
+one, the noise floor (dotted), puts its legend outside the axes, uses log axes for quantities that span decades
+(loss, parameters, time, memory) and facets instead of stacking more than four curves in a panel. A colour always
+means the same configuration (:data:`ablations.summary.PALETTE`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import tables  # noqa: E402
-from .frames import INTERVAL, INTERVAL_TEXT, finals  # noqa: E402
-
-_COLOURS = sns.color_palette("tab10") + sns.color_palette("tab20")  # 10-29: tab20's dark/light pairs
-#: label -> colour, for every configuration the studies use; the order is the hue order.
-PALETTE = dict(
-    zip(
-        [
-            "isotypic_expansion",
-            "memory_heavy",
-            "cached",
-            "uncached",
-            "rmsnorm/pre",
-            "rmsnorm/post",
-            "layernorm/pre",
-            "layernorm/post",
-            "batchnorm/pre",
-            "batchnorm/post",
-            "equivariant",
-            "plain/equal-width",
-            "plain/equal-params",
-            "plain/augmented",
-            "equivariant/equal-params",
-        ],  # fmt: skip
-        [_COLOURS[i] for i in (0, 1, 0, 3, 10, 11, 12, 13, 14, 15, 0, 1, 7, 2, 11)],
-        strict=True,
-    )
+from .frames import INTERVAL  # noqa: E402
+from .stats import bootstrap_ci  # noqa: E402
+from .summary import (  # noqa: E402
+    HUE,
+    LOSS,
+    NORM_STUDIES,
+    PALETTE,
+    caption,
+    equal_params_pairs,
+    hue_order,
+    load,
+    load_config,
+    runs,
 )
-#: Studies whose hue is a job parameter other than the label (the label also holds the training-set size).
-HUE = {"equivariant_vs_plain": "model", "equivariant_vs_plain_sequence": "model", "ant_forecast": "model",
-       "ant_dynamics": "model"}  # fmt: skip
 
-
-def hue_order(values) -> list[str]:
-    present = set(values)
-    unknown = sorted(present - set(PALETTE))
-    if unknown:
-        raise ValueError(f"no fixed colour for {unknown}: add them to ablations.plot.PALETTE")
-    return [label for label in PALETTE if label in present]
-
-
-def load(out: Path) -> pd.DataFrame:
-    path = Path(out) / "metrics.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run the study first (python -m ablations.<study>)")
-    return pd.read_csv(path)
-
-
-def _curve_figure(data: pd.DataFrame, hue: str, title: str, path: Path) -> None:
-    order = hue_order(data[hue])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    panels = [("train_loss", "step"), ("test_loss", "step"), ("test_loss", "wall_time")]
-    for ax, (metric, x) in zip(axes, panels, strict=True):
-        # steps are shared by the seeds, so they are averaged; wall times are not, so each seed is its own line
-        spread = {"errorbar": INTERVAL} if x == "step" else {"units": "seed", "estimator": None, "alpha": 0.7}
-        sns.lineplot(data=data[data.metric == metric], x=x, y="value", hue=hue, hue_order=order, palette=PALETTE,
-                     ax=ax, legend=ax is axes[-1], **spread)  # fmt: skip
-        ax.set(yscale="log", ylabel=metric.replace("_", " "),
-               xlabel="training step" if x == "step" else "training wall time (s)")  # fmt: skip
-    axes[-1].legend(title=hue, fontsize=8)
-    fig.suptitle(f"{title} (against step: {INTERVAL_TEXT}; against wall time: one line per seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-COST_METRICS = [
+COSTS = [
     ("time_per_step_ms", "ms per training step"),
     ("infer_ms_per_batch", "ms per inference batch"),
     ("param_buffer_mib", "parameters + buffers (MiB)"),
-    ("peak_train_rss_mib", "RSS growth in training (MiB)"),
+    ("peak_train_rss_mib", "RSS growth in training (MiB, fresh process)"),
+    ("construction_rss_mib", "RSS growth, construction (MiB, fresh process)"),
     ("equivariance_error", "relative equivariance error (float32)"),
 ]
 
 
-def _cost_figure(data: pd.DataFrame, hue: str, title: str, path: Path) -> None:
-    final = finals(data)
-    metrics = [(m, t) for m, t in COST_METRICS if m in set(final.metric)]
-    order = hue_order(final[hue])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.8))
-    for ax, (metric, text) in zip(axes, metrics, strict=True):
-        sns.barplot(data=final[final.metric == metric], x=hue, y="value", hue=hue, order=order, hue_order=order,
-                    palette=PALETTE, errorbar=INTERVAL, ax=ax, legend=False)  # fmt: skip
-        ax.set(ylabel=text, xlabel="")
-        ax.tick_params(axis="x", rotation=60, labelsize=7)
-        if metric == "equivariance_error":
-            ax.set_yscale("symlog", linthresh=1e-7)
-    fig.suptitle(f"{title}: costs at the end of training ({INTERVAL_TEXT})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def _scale(ax, which: str, values) -> None:
+    """Log scale when the positive ``values`` span more than a factor 10 (labels at 1, 2, 5 per decade), else
+    linear."""
+    values = pd.Series(values, dtype=float).dropna()
+    values = values[values > 0]
+    if values.empty or values.max() / values.min() <= 10:
+        return
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    span = values.max() / values.min()
+    subs = (1.0, 2.0, 5.0) if span < 1e3 else (1.0,)
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs, numticks=8 if span < 1e6 else 6))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _save(fig, path: Path, text: str) -> Path:
+    fig.text(0.0, -0.01, text, ha="left", va="top", fontsize=7, wrap=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return path
 
 
-def _sample_efficiency_figure(data: pd.DataFrame, hue: str, path: Path) -> None:
-    final = finals(data)
-    order = hue_order(final[hue])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, metric in zip(axes, ["test_loss", "equivariance_error"], strict=True):
-        sns.lineplot(data=final[final.metric == metric], x="train_size", y="value", hue=hue, hue_order=order,
-                     palette=PALETTE, errorbar=INTERVAL, marker="o", ax=ax, legend=ax is axes[0])  # fmt: skip
-        sizes = sorted(final.train_size.unique())
-        ax.set(yscale="log", xlabel="training-set size", ylabel=metric.replace("_", " "))
-        ax.set_xscale("log", base=2)
+def _references(ax, frame: pd.DataFrame) -> None:
+    """Zero-predictor loss (dashed) and noise floor (dotted), means over the runs shown."""
+    if "zero_predictor_loss" in frame:
+        ax.axhline(frame.zero_predictor_loss.mean(), color="0.35", ls="--", lw=1, label="predict zero")
+    if "noise_floor" in frame and frame.noise_floor.notna().any():
+        ax.axhline(frame.noise_floor.mean(), color="0.35", ls=":", lw=1, label="noise floor")
+
+
+def _reference_values(frame: pd.DataFrame) -> list[float]:
+    return [frame[c].mean() for c in ("zero_predictor_loss", "noise_floor") if c in frame and frame[c].notna().any()]
+
+
+def _errorbar(ax, x, values: list[pd.Series], colour, label=None, marker="o", connect=False) -> None:
+    cis = [bootstrap_ci(v) for v in values]
+    mean = np.array([c.mean for c in cis])
+    low = np.array([c.mean - c.low if c.n > 1 else 0 for c in cis])
+    high = np.array([c.high - c.mean if c.n > 1 else 0 for c in cis])
+    ax.errorbar(x, mean, yerr=[low, high], fmt=marker + ("-" if connect else ""), color=colour, label=label,
+                capsize=3, ms=5, lw=1.2)  # fmt: skip
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
+    fig.legend([handles[k] for k in labels], labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------- curves
+def curves(data: pd.DataFrame, study: str, out: Path, text: str) -> Path:
+    """Validation loss against step (mean and 95 % interval over seeds), faceted so that no panel holds more
+    than four curves."""
+    val = data[data.metric == "val_loss"].copy()
+    hue = HUE.get(study, "label")
+    if study in NORM_STUDIES:
+        rows, cols, style, palette = "num_layers", "norm", "norm_affine", PALETTE
+    elif hue == "model":
+        rows, cols, style, hue, palette = "model", "train_size", None, "width", "viridis"
+        width = val.embedding_dim if "embedding_dim" in val else val.hidden
+        val["width"] = [f"width {w:>4}" for w in width]
+    else:
+        rows, cols, style, palette = None, None, None, PALETTE
+    row_values = sorted(val[rows].unique()) if rows else [None]
+    col_values = sorted(val[cols].unique()) if cols else [None]
+    fig, axes = plt.subplots(len(row_values), len(col_values), figsize=(3.6 * len(col_values) + 1,
+                             2.8 * len(row_values)), squeeze=False, sharey=True)  # fmt: skip
+    for i, r in enumerate(row_values):
+        for j, c in enumerate(col_values):
+            ax, part = axes[i, j], val
+            if rows:
+                part = part[part[rows] == r]
+            if cols:
+                part = part[part[cols] == c]
+            order = hue_order(part[hue]) if palette is PALETTE else None
+            sns.lineplot(data=part, x="step", y="value", hue=hue, hue_order=order, style=style, palette=palette,
+                         errorbar=INTERVAL, ax=ax, legend=True)  # fmt: skip
+            ax.set(yscale="log", xlabel="training step", ylabel="validation loss" if j == 0 else "",
+                   title=" · ".join(f"{k} = {v}" for k, v in ((rows, r), (cols, c)) if k))  # fmt: skip
+            if ax.get_legend():
+                ax.get_legend().remove()
+    _legend(fig, axes)
+    fig.tight_layout()
+    return _save(fig, out / "curves.png", text + " Curves: mean over seeds with a 95 % bootstrap band; a run "
+                 "stops when its validation loss plateaus, so late steps average fewer runs.")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- final metrics
+def _points(ax, frame: pd.DataFrame, labels: list[str], metric: str, hue: str) -> None:
+    """One point with its interval per label, coloured (and named in the legend) by its ``hue`` value."""
+    for k, label in enumerate(labels):
+        rows = frame[frame.label == label]
+        name = rows[hue].iloc[0]
+        _errorbar(ax, [k], [rows[metric]], PALETTE[name], name)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+
+
+def results(frame: pd.DataFrame, study: str, out: Path, text: str) -> Path:
+    """Best-checkpoint test loss per configuration, point and 95 % interval (faceted by depth for the norm study)."""
+    hue = HUE.get(study, "label")
+    facets = sorted(frame.num_layers.unique()) if study in NORM_STUDIES else [None]
+    fig, axes = plt.subplots(1, len(facets), figsize=(max(4.5, 0.55 * frame.label.nunique() / len(facets) + 2)
+                             * len(facets), 4), squeeze=False, sharey=True)  # fmt: skip
+    for ax, depth in zip(axes[0], facets, strict=True):
+        part = frame if depth is None else frame[frame.num_layers == depth]
+        labels = sorted(part.label.unique(), key=lambda lab: (hue_order(part[hue]).index(
+            part[part.label == lab][hue].iloc[0]), lab))  # fmt: skip
+        _points(ax, part, labels, LOSS, hue)
+        _references(ax, part)
+        ax.set_xticks(range(len(labels)), [lab.rsplit("/L", 1)[0] for lab in labels], rotation=60, ha="right",
+                      fontsize=8)  # fmt: skip
+        _scale(ax, "y", [*part[LOSS], *_reference_values(part)])
+        ax.set(ylabel="test loss at best validation step",
+               title=f"depth {depth}" if depth is not None else "")  # fmt: skip
+    _legend(fig, axes)
+    fig.tight_layout()
+    return _save(fig, out / "results.png", text + " Points: mean over seeds; bars: 95 % bootstrap interval. A seed "
+                 "fixes the data for every configuration, so these bars include the spread between datasets; the "
+                 "paired differences in table.md remove it.")  # fmt: skip
+
+
+def costs(frame: pd.DataFrame, study: str, out: Path, text: str, fresh: bool) -> Path:
+    """Time and memory per configuration, log axes; at the largest training set where the study varies it."""
+    hue = HUE.get(study, "label")
+    note = ""
+    if "train_size" in frame and frame.train_size.nunique() > 1:
+        frame = frame[frame.train_size == frame.train_size.max()]
+        note = f" Costs at the largest training set only (n = {int(frame.train_size.max())}); they do not depend on n."
+    metrics = [(m, t) for m, t in COSTS if m in frame and frame[m].notna().any() and (fresh or "rss" not in m)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.8), squeeze=False)
+    labels = sorted(frame.label.unique(), key=lambda lab: (hue_order(frame[hue]).index(
+        frame[frame.label == lab][hue].iloc[0]), frame[frame.label == lab].params.iloc[0], lab))  # fmt: skip
+    for ax, (metric, title) in zip(axes[0], metrics, strict=True):
+        _points(ax, frame, labels, metric, hue)
+        ax.set_xticks(range(len(labels)), [lab.split("@")[0] for lab in labels], rotation=60, ha="right", fontsize=7)
+        ax.set(ylabel=title)
+        _scale(ax, "y", frame[metric])
+    _legend(fig, axes)
+    fig.tight_layout()
+    return _save(fig, out / "costs.png", text + note + " Points: mean over seeds; bars: 95 % bootstrap interval. "
+                 "RSS columns appear only for studies that run every configuration in a fresh process.")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- equivariance
+def loss_vs_params(frame: pd.DataFrame, out: Path, text: str) -> Path:
+    """Test loss against parameter count, one panel per training-set size, one line per model."""
+    sizes = sorted(frame.train_size.unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes) + 1, 3.6), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], sizes, strict=True):
+        part = frame[frame.train_size == n]
+        for model in hue_order(part.model):
+            rows = part[part.model == model]
+            counts = sorted(rows.params.unique())
+            _errorbar(ax, counts, [rows[rows.params == c][LOSS] for c in counts], PALETTE[model], model, connect=True)
+        _references(ax, part)
+        _scale(ax, "x", part.params)
+        _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
+        ax.set(xlabel="trainable parameters", title=f"n = {int(n)}",
+               ylabel="test loss at best validation step" if ax is axes[0][0] else "")  # fmt: skip
+    _legend(fig, axes)
+    fig.tight_layout()
+    return _save(fig, out / "loss_vs_params.png", text + " Points: mean over seeds; bars: 95 % bootstrap interval.")
+
+
+def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
+    """Test loss against training-set size at equal parameters: one panel per equivariant width, with the plain
+    and augmented runs of the closest parameter count."""
+    pairs = pd.DataFrame(equal_params_pairs(frame))
+    widths = sorted(pairs.width.unique())
+    fig, axes = plt.subplots(1, len(widths), figsize=(3.8 * len(widths) + 1, 3.6), squeeze=False, sharey=True)
+    for ax, width in zip(axes[0], widths, strict=True):
+        mine = pairs[pairs.width == width]
+        sizes = sorted(mine.train_size.unique())
+        eq_labels = [mine[mine.train_size == n].equivariant.iloc[0] for n in sizes]
+        params = frame[frame.label.isin(eq_labels)].params.iloc[0]
+        _errorbar(ax, sizes, [frame[frame.label == lab][LOSS] for lab in eq_labels], PALETTE["equivariant"],
+                  "equivariant", connect=True)  # fmt: skip
+        matched_params = []
+        for other in ("plain", "plain/augmented"):
+            rows = mine[mine.other_model == other]
+            if rows.empty:
+                continue
+            labels = [rows[rows.train_size == n].other.iloc[0] for n in sizes]
+            matched_params.append(f"{other} {int(frame[frame.label.isin(labels)].params.median()):,}")
+            _errorbar(ax, sizes, [frame[frame.label == lab][LOSS] for lab in labels], PALETTE[other],
+                      other, connect=True)  # fmt: skip
+        _references(ax, frame[frame.label.isin(eq_labels)])
+        title = f"equivariant width {width}: {int(params):,} params\nat equal params: " + ", ".join(matched_params)
+        ax.set(xscale="log", xlabel="training-set size", title=title,
+               ylabel="test loss at best validation step" if ax is axes[0][0] else "")  # fmt: skip
+        ax.title.set_fontsize(9)
+        _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.minorticks_off()
-    fig.suptitle(f"Sample efficiency ({INTERVAL_TEXT})")
+    _legend(fig, axes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _save(fig, out / "loss_vs_data.png", text + " Each panel: the equivariant model at one width and the "
+                 "plain models at the width with the closest parameter count. Points: mean over seeds; bars: 95 % "
+                 "bootstrap interval.")  # fmt: skip
 
 
-def render(study: str, out: Path | str) -> list[Path]:
-    """Draw every figure of ``study`` and write its table, from ``out/metrics.csv``; return the files written."""
+def figures(study: str, out: Path | str) -> list[Path]:
+    """Draw every figure of ``study`` from ``out/metrics.csv``; return the files written."""
     out = Path(out)
     sns.set_theme(style="whitegrid", context="notebook")
     data = load(out)
-    hue = HUE.get(study, "label")
-    title = study.replace("_", " ")
-    written = [out / "curves.png", out / "costs.png"]
-    if "train_size" in data and data.train_size.nunique() > 1 and hue == "model":
-        written.insert(0, out / "sample_efficiency.png")
-        _sample_efficiency_figure(data, hue, written[0])
-        largest = data[data.train_size == data.train_size.max()]
-        _curve_figure(largest, hue, f"{title}, {int(largest.train_size.max())} training samples", written[1])
+    frame = runs(data)
+    config = load_config(out)
+    text = caption(study, frame, config)
+    written = [
+        curves(data, study, out, text),
+        costs(frame, study, out, text, config.get("fresh_process_per_run", False)),
+    ]
+    if HUE.get(study) == "model":
+        written += [loss_vs_params(frame, out, text), loss_vs_data(frame, out, text)]
     else:
-        _curve_figure(data, hue, title, written[0])
-    _cost_figure(data, hue, title, written[-1])
-    config = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
-    written.append(tables.write(study, data, hue, out, config, hue_order(data[hue])))
+        written.append(results(frame, study, out, text))
     return written
 
 
@@ -156,9 +278,7 @@ def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ablations.plot", description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="study output folders (results/<study>)")
     for folder in parser.parse_args(argv).folders:
-        study = json.loads((folder / "config.json").read_text())["study"] if (folder / "config.json").exists() else (
-            folder.name)  # fmt: skip
-        for path in render(study, folder):
+        for path in figures(load_config(folder).get("study", folder.name), folder):
             print(path)
 
 

@@ -1,10 +1,12 @@
-"""Regenerate every study (sweep, figures, table) and the strategy guide ``results/README.md``.
+"""Regenerate every study (sweep, figures, table) and the strategy guide ``<DIR>/README.md``.
 
     python -m ablations.run_all [--full] [--only basis_expansion ...] [--backend local|ray|serial] [--workers N]
         [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda] [--results DIR]
 
-Studies resume: finished runs are kept under ``<DIR>/<study>/runs/`` and skipped when the same command runs again.
-``--results`` (default ``results/``, the published folder) is where the studies and the guide are written.
+``--results DIR`` (default ``results/``, the published folder; ``--out`` is an alias) is where the studies and the
+guide are written: ``make results`` passes the git-ignored ``results-quick/``, ``make results-full`` ``results/``.
+Studies resume: finished runs are kept under ``<DIR>/<study>/runs/`` and skipped when the same command runs again
+(a tuned study resumes its tuning stage too), so an interrupted ``--full`` run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per Ray job (needs --device cuda)")
     parser.add_argument("--device", default="cpu", help="where every run trains: cpu or cuda")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="output root (default: the published results/)")
+    parser.add_argument("--results", "--out", dest="results", type=Path, default=RESULTS,
+                        help="output root (default: the published results/)")  # fmt: skip
     return parser
 
 
@@ -44,7 +47,6 @@ def run(argv: list[str] | None = None) -> None:
     for study in args.only:
         module = importlib.import_module(STUDY_MODULES[study])
         start = time.perf_counter()
-        argv = [*forwarded, "--out", str(args.results / study)]
         argv = [*forwarded, "--out", str(args.results / study)]
         out = main(module.STUDY, module.Config, module.jobs, module.run, argv)
         print(f"{study}: {time.perf_counter() - start:.0f} s -> {display_path(out)}", flush=True)

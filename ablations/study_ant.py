@@ -2,15 +2,18 @@
 
 The flow-matching regressor (``eCondTransformerRegressor``, group D4 by default) sees ``cond_steps`` past tokens
 ``[state_t, action_t]`` of ``Ant-v5`` in the torso frame and generates the next ``horizon`` states (the future
-actions are not given, so it models a distribution). Against its plain twin at equal embedding width, the plain
-twin shrunk to the equivariant model's parameter count, the equivariant model widened to the plain twin's count,
-and the plain twin trained on sequences mapped by a random group element, for several training-set sizes. The
-state representation is monomial (ankles and hips flip sign), not a permutation one: the regressor's first
-``eLinear`` lifts it to regular-representation copies before any pointwise nonlinearity.
+actions are not given, so it models a distribution). Against its plain twin and the plain twin trained on sequences
+mapped by a random group element, over training-set sizes and a width sweep per model: every equivariant embedding
+width, the plain (and augmented) widths whose parameter counts are closest to those, the plain ``plain_widths`` and
+the equivariant widths matched to them, so that the comparison holds at equal parameters in both directions. Runs
+follow the protocol of :class:`~ablations.common.ProtocolConfig` (learning rate per configuration chosen on
+validation, early stopping, best-validation checkpoint). The state representation is monomial (ankles and hips flip
+sign), not a permutation one: the regressor's first ``eLinear`` lifts it to regular-representation copies before
+any pointwise nonlinearity.
 
 Data come from :mod:`ablations.tasks_ant` (simulated on first use and cached under ``data/ant/``).
 
-    python -m ablations.study_ant [--full] [--train-sizes 256 2048] [--seeds 3] [--group D4]
+    python -m ablations.study_ant [--full] [--train-sizes 128 2048] [--equivariant-widths 32 64] [--group D4]
 """
 
 from __future__ import annotations
@@ -22,32 +25,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .common import final_rows, main, regressor, seed_jobs
+from .common import ProtocolConfig, final_rows, main, protocol_params, regressor, seed_jobs, train_settings
+from .study_equivariance import MODELS
 from .sweep import Job
 from .tasks import make_splits
 from .tasks_ant import AntTask
 from .train import FlowMatching, GroupAugmentation, PeakRSS, TrainConfig, fit
 
 STUDY = "ant_forecast"
-#: label -> (equivariant, width rule, augmentation); "params": the width whose parameter count matches the other
-#: family's model at the configured width (plain shrunk to the equivariant count, or equivariant widened)
-MODELS = {
-    "equivariant": (True, "width", False),
-    "equivariant/equal-params": (True, "params", False),
-    "plain/equal-width": (False, "width", False),
-    "plain/equal-params": (False, "params", False),
-    "plain/augmented": (False, "width", True),
-}
 TASK_FIELDS = ("group", "cond_steps", "horizon", "action_smoothing", "action_scale", "stats_windows")
 
 
 @dataclass(frozen=True)
-class Config:
-    """Ant forecasting study: eCondTransformerRegressor and its plain twins on Ant-v5 dynamics (quick profile)."""
+class AntConfig(ProtocolConfig):
+    """The Ant task's settings, shared by the Ant studies (quick profile)."""
 
-    models: tuple = tuple(MODELS)
-    train_sizes: tuple = (256, 2048)
-    seeds: int = 3
     group: str = "D4"
     cond_steps: int = 4
     horizon: int = 8
@@ -55,41 +47,44 @@ class Config:
     action_scale: float = 0.6
     stats_windows: int = 512
     eval_size: int = 512
-    steps: int = 300
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    eval_every: int = 50
-    embedding_dim: int = 64
+
+    FULL = {**ProtocolConfig.FULL, "eval_size": 2048}
+
+
+@dataclass(frozen=True)
+class Config(AntConfig):
+    """Ant forecasting study: eCondTransformerRegressor and its plain twins on Ant-v5 dynamics (quick profile)."""
+
+    models: tuple = tuple(MODELS)
+    train_sizes: tuple = (128, 2048)
+    equivariant_widths: tuple = (32, 64)
+    plain_widths: tuple = ()
+    match_params: bool = True
     num_layers: int = 2
     heads: int = 2
-    device: str = "cpu"
+    steps: int = 1000
+    eval_every: int = 50
 
-    FULL = {"train_sizes": (128, 512, 2048, 8192), "seeds": 5, "steps": 3000, "eval_every": 150,
-            "eval_size": 2048}  # fmt: skip
+    FULL = {**AntConfig.FULL, "train_sizes": (64, 256, 1024, 4096), "steps": 3000, "eval_every": 100, "patience": 5,
+            "equivariant_widths": (16, 32, 64, 128), "plain_widths": (64,)}  # fmt: skip
 
 
 def task_of(params: dict, forecast: bool = True) -> AntTask:
     return AntTask(**{k: params[k] for k in TASK_FIELDS}, forecast=forecast)
 
 
-def prepare_data(config, forecast: bool = True) -> None:
-    """Simulate (or find in the cache) every split the jobs will read, largest training pool first, in this
-    process: parallel workers then only load files, and smaller training sets are prefixes of the largest."""
-    task = task_of({k: getattr(config, k) for k in TASK_FIELDS}, forecast)
+def task_params(config: AntConfig) -> dict:
+    return {k: getattr(config, k) for k in TASK_FIELDS}
+
+
+def prepare_data(config: AntConfig, train_size: int, forecast: bool = True) -> None:
+    """Simulate (or find in the cache) every split the jobs will read (``train_size``: the largest training set),
+    in this process: parallel workers then only load files, and smaller training sets are prefixes of the largest."""
+    task = task_of(task_params(config), forecast)
     task.statistics()
-    sizes = {"train": max(config.train_sizes), "val": config.eval_size, "test": config.eval_size}
+    sizes = {"train": train_size, "val": config.eval_size, "test": config.eval_size}
     for seed in range(config.seeds):
         make_splits(task, sizes, seed)
-
-
-def jobs(config: Config) -> list[Job]:
-    prepare_data(config)
-    shared = {k: getattr(config, k) for k in TASK_FIELDS + ("eval_size", "steps", "batch_size", "lr", "weight_decay",
-                                                             "eval_every", "embedding_dim", "num_layers", "heads",
-                                                             "device")}  # fmt: skip
-    configs = {f"{m}@n={n}": {**shared, "model": m, "train_size": n} for m in config.models for n in config.train_sizes}
-    return seed_jobs(STUDY, config.seeds, configs)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -118,6 +113,34 @@ def matched_width(task: AntTask, equivariant: bool, embedding_dim: int, num_laye
         low, high = (middle, high) if count(middle) < target else (low, middle)
     best = high if low == 0 or count(high) - target <= target - count(low) else low
     return best * step
+
+
+def widths(config: Config) -> dict[str, list[int]]:
+    """Model -> embedding widths: the equivariant widths and those matched to every plain width; for the plain
+    model ``plain_widths`` and the widths matched to every equivariant one; for the augmented model the widths
+    matched to the equivariant ones (or ``plain_widths`` without matching)."""
+    task = task_of(task_params(config))
+    shape = (config.num_layers, config.heads)
+    to_plain, to_eq = set(), set()
+    if config.match_params:
+        to_plain = {matched_width(task, False, w, *shape) for w in config.equivariant_widths}
+        to_eq = {matched_width(task, True, w, *shape) for w in config.plain_widths}
+    chosen = {"equivariant": set(config.equivariant_widths) | to_eq, "plain": set(config.plain_widths) | to_plain,
+              "plain/augmented": to_plain or set(config.plain_widths)}  # fmt: skip
+    return {m: sorted(chosen[m]) for m in config.models}
+
+
+def jobs(config: Config) -> list[Job]:
+    prepare_data(config, max(config.train_sizes))
+    shared = {**protocol_params(config), **task_params(config), "num_layers": config.num_layers,
+              "heads": config.heads}  # fmt: skip
+    configs = {
+        f"{model}/w={width}@n={n}": {**shared, "model": model, "embedding_dim": width, "train_size": n}
+        for model, model_widths in widths(config).items()
+        for width in model_widths
+        for n in config.train_sizes
+    }
+    return seed_jobs(STUDY, config.seeds, configs)
 
 
 def forecast_equivariance_error(model: torch.nn.Module, task: AntTask, split, count: int = 64) -> float:
@@ -158,29 +181,32 @@ def forecast_errors(model: torch.nn.Module, split, steps: int = 10, seed: int = 
             "forecast_mse_first_no_change": (future[:, 0] ** 2).mean().item()}  # fmt: skip
 
 
-def run(job: Job) -> list[dict]:
+def train_forecaster(job: Job, equivariant: bool = True, augment: bool = False, **model_options) -> list[dict]:
+    """Build the regressor of ``job`` (width ``embedding_dim``) on the Ant task, train it under the protocol (the
+    model ends at its best-validation checkpoint) and return the rows with the final measurements."""
     p = job.params
     task = task_of(p)
-    equivariant, rule, augmented = MODELS[p["model"]]
-    width = p["embedding_dim"]
-    if rule == "params":
-        width = matched_width(task, equivariant, width, p["num_layers"], p["heads"])
     sizes = {"train": p["train_size"], "val": p["eval_size"], "test": p["eval_size"]}
     splits = {name: split.to(p["device"]) for name, split in make_splits(task, sizes, job.seed).items()}
     G, x_rep, z_rep = task.group_and_reps
-    augment = GroupAugmentation(G.elements, z_rep, x_rep) if augmented else None  # inputs Z, targets X
+    augmentation = GroupAugmentation(G.elements, z_rep, x_rep) if augment else None  # inputs Z, targets X
     torch.manual_seed(job.seed)
     with PeakRSS() as built:
-        model = regressor(task, equivariant, width, p["num_layers"], p["heads"], device=p["device"])
-    train = TrainConfig(p["steps"], p["batch_size"], p["lr"], p["weight_decay"], p["eval_every"], p["eval_size"])
-    rows = fit(model, FlowMatching(), splits, train, job.seed, augment=augment)
+        model = regressor(task, equivariant, p["embedding_dim"], p["num_layers"], p["heads"], device=p["device"],
+                          **model_options)  # fmt: skip
+    rows = fit(model, FlowMatching(), splits, TrainConfig(**train_settings(p)), job.seed, augment=augmentation)
     state_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     exact = forecast_equivariance_error(copy.deepcopy(model).double(), task, splits["test"].double())
-    rows += final_rows(p["steps"], rows[-1]["wall_time"], construction_rss_mib=built.peak_mib, embedding_dim=width,
+    rows += final_rows(rows, construction_rss_mib=built.peak_mib, width=p["embedding_dim"],
                        param_buffer_mib=state_bytes / 2**20, equivariance_error_f64=exact,
                        equivariance_error=forecast_equivariance_error(model, task, splits["test"]),
                        **forecast_errors(model, splits["test"]))  # fmt: skip
     return rows
+
+
+def run(job: Job) -> list[dict]:
+    equivariant, augmented = MODELS[job.params["model"]]
+    return train_forecaster(job, equivariant, augmented)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ class Config(SequenceConfig):
     """Weight-cache study: the equivariant regressor trained with each weight_cache mode."""
 
     modes: tuple = ("cached", "uncached")
+    lr_grid: tuple = (3e-3,)  # one rate, no tuning: both modes train the same model the same way
+
+    MEMORY_IN_FRESH_PROCESS = True
 
 
 def jobs(config: Config) -> list[Job]:
@@ -90,8 +93,7 @@ def interleaved_inference_ms(job: Job, state: dict, rounds: int = 15) -> dict[st
 def run(job: Job) -> list[dict]:
     model, rows = train_sequence_model(job, on_eval_factory=_agreement_probe(job),
                                        weight_cache=job.params["weight_cache"])  # fmt: skip
-    last = rows[-1]
-    return rows + final_rows(last["step"], last["wall_time"], **interleaved_inference_ms(job, model.state_dict()))
+    return rows + final_rows(rows, **interleaved_inference_ms(job, model.state_dict()))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,15 @@ Backends:
   ``ray_address`` (e.g. ``"auto"`` or ``"ray://head:10001"``) or starts a local instance with ``workers`` CPUs;
   the ``ablations`` and ``symm_layers`` packages are shipped to the workers (their Python needs torch and escnn);
 - ``"serial"``: in this process, one job after the other (debugging, tests).
+
+``fresh_process=True`` runs every job in a new process (local pool: ``max_tasks_per_child=1``; Ray:
+``max_calls=1``; serial: a one-process pool), so that a run's resident-memory measurements see no allocation or
+lazy import left behind by an earlier run in the same worker. It costs one interpreter start (about 2-3 s) per run.
+
+:func:`tuned_sweep` adds the learning-rate protocol on top: a tuning stage runs the first ``tune_seeds`` seeds of
+every configuration at every learning rate of a grid, picks per configuration the rate with the lowest mean best
+validation loss, then runs all seeds at that rate (reusing the tuning runs that match). The grid and the choice
+are columns of ``metrics.csv`` (``lr_grid``, ``lr``) and rows of ``lr_selection.csv``.
 """
 
 from __future__ import annotations
@@ -82,7 +91,10 @@ def _call(fn: Callable[[Job], list[dict]], job: Job, threads: int) -> list[dict]
     return fn(job)
 
 
-def _serial(fn, jobs, threads, **_) -> Iterator[tuple[Job, list[dict] | BaseException]]:
+def _serial(fn, jobs, threads, fresh_process=False, **_) -> Iterator[tuple[Job, list[dict] | BaseException]]:
+    if fresh_process:
+        yield from _local(fn, jobs, threads, workers=1, fresh_process=True)
+        return
     for job in jobs:
         try:
             yield job, _call(fn, job, threads)
@@ -90,9 +102,10 @@ def _serial(fn, jobs, threads, **_) -> Iterator[tuple[Job, list[dict] | BaseExce
             yield job, error
 
 
-def _local(fn, jobs, threads, workers, **_) -> Iterator[tuple[Job, list[dict] | BaseException]]:
+def _local(fn, jobs, threads, workers, fresh_process=False, **_) -> Iterator[tuple[Job, list | BaseException]]:
     context = multiprocessing.get_context("spawn")  # no inherited torch thread pools or locks
-    with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    fresh = {"max_tasks_per_child": 1} if fresh_process else {}
+    with futures.ProcessPoolExecutor(workers, mp_context=context, **fresh) as pool:
         pending = {pool.submit(_call, fn, job, threads): job for job in jobs}
         try:
             for done in futures.as_completed(pending):
@@ -102,7 +115,8 @@ def _local(fn, jobs, threads, workers, **_) -> Iterator[tuple[Job, list[dict] | 
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ray(fn, jobs, threads, workers, ray_address=None, gpus=0.0, **_) -> Iterator[tuple[Job, list | BaseException]]:
+def _ray(fn, jobs, threads, workers, ray_address=None, gpus=0.0, fresh_process=False,
+         **_) -> Iterator[tuple[Job, list | BaseException]]:  # fmt: skip
     try:
         import ray
     except ImportError as error:
@@ -116,7 +130,8 @@ def _ray(fn, jobs, threads, workers, ray_address=None, gpus=0.0, **_) -> Iterato
         ray.init(address=ray_address, runtime_env={"py_modules": [ablations, symm_layers]}, include_dashboard=False,
                  log_to_driver=False, **local)  # fmt: skip
     try:
-        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_call)
+        fresh = {"max_calls": 1} if fresh_process else {}
+        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0, **fresh)(_call)
         pending = {task.remote(fn, job, threads): job for job in jobs}
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -161,8 +176,12 @@ def run_sweep(
     ray_address: str | None = None,
     gpus: float = 0.0,
     progress: bool = True,
+    fresh_process: bool = False,
+    table: str = "metrics.csv",
+    desc: str | None = None,
 ) -> pd.DataFrame:
-    """Run every job not finished yet, save each run as it finishes, and return the study's long-form frame.
+    """Run every job not finished yet, save each run as it finishes, and return the study's long-form frame
+    (also written to ``<out_dir>/<table>``).
 
     Raises:
         ValueError: for an unknown backend or duplicate run ids.
@@ -180,8 +199,10 @@ def run_sweep(
     todo = [job for job in jobs if not (runs_dir / f"{job.run_id}.csv").exists()]
     failures = []
     if todo:
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=out_dir.name, unit="run", disable=not progress)
-        results = _BACKENDS[backend](fn, todo, threads, workers=workers, ray_address=ray_address, gpus=gpus)
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or out_dir.name, unit="run",
+                   disable=not progress)  # fmt: skip
+        results = _BACKENDS[backend](fn, todo, threads, workers=workers, ray_address=ray_address, gpus=gpus,
+                                     fresh_process=fresh_process)  # fmt: skip
         with bar:
             for job, outcome in results:
                 if isinstance(outcome, BaseException):
@@ -193,5 +214,62 @@ def run_sweep(
         raise RuntimeError(f"{len(failures)} of {len(jobs)} runs failed (finished runs are saved under {runs_dir}; "
                            "run the same command again to retry only these):\n" + "\n".join(failures))  # fmt: skip
     frame = pd.concat([pd.read_csv(runs_dir / f"{i}.csv") for i in sorted(ids)], ignore_index=True)
-    frame.to_csv(out_dir / "metrics.csv", index=False)
+    frame.to_csv(out_dir / table, index=False)
     return frame
+
+
+# ----------------------------------------------------------------------------------------------- lr protocol
+def _with_lr(job: Job, lr: float, grid: Sequence[float]) -> Job:
+    return Job(job.study, job.label, job.seed, {**job.params, "lr": float(lr), "lr_grid": [float(g) for g in grid]},
+               job.commit)  # fmt: skip
+
+
+def select_lr(tuning: pd.DataFrame, grid: Sequence[float]) -> tuple[dict[str, float], pd.DataFrame]:
+    """Per label, the learning rate of ``grid`` with the lowest mean (over seeds) of each run's best validation loss.
+
+    A run's best validation loss is the smallest ``val_loss`` it logged; a run with none (diverged at once) counts as
+    infinite. Ties go to the first rate in the grid. Returns the choice and one row per (label, lr).
+    """
+    val = tuning[tuning.metric == "val_loss"]
+    per_run = val.groupby(["label", "lr", "seed"]).value.min().fillna(float("inf"))
+    score = per_run.groupby(["label", "lr"]).agg(["mean", "count"]).reset_index()
+    score.columns = ["label", "lr", "mean_best_val_loss", "tune_seeds"]
+    order = {float(lr): i for i, lr in enumerate(grid)}
+    score["grid_index"] = score.lr.map(lambda lr: order[float(lr)])
+    choice = {}
+    for label, rows in score.groupby("label", sort=False):
+        rows = rows.sort_values(["mean_best_val_loss", "grid_index"])
+        choice[label] = float(rows.lr.iloc[0])
+    score["chosen"] = [choice[label] == float(lr) for label, lr in zip(score.label, score.lr, strict=True)]
+    return choice, score.drop(columns="grid_index")
+
+
+def tuned_sweep(
+    jobs: Sequence[Job], fn: Callable[[Job], list[dict]], out_dir: Path | str, lr_grid: Sequence[float],
+    tune_seeds: int, **sweep_options,
+) -> pd.DataFrame:  # fmt: skip
+    """Choose the learning rate per configuration (label) on validation, then run every seed at that rate.
+
+    ``jobs`` hold every (label, seed); their ``params["lr"]`` is replaced. Stage 1 runs seeds ``< tune_seeds`` at
+    every rate of ``lr_grid`` (``tuning.csv``); :func:`select_lr` picks one per label (``lr_selection.csv``);
+    stage 2 runs every seed at the chosen rate (``metrics.csv``), reusing the stage-1 runs it contains. A grid of
+    one rate skips stage 1. Both stages resume like :func:`run_sweep`.
+    """
+    if not lr_grid:
+        raise ValueError("lr_grid is empty: give at least one learning rate")
+    if tune_seeds < 1:
+        raise ValueError(f"tune_seeds must be at least 1, got {tune_seeds}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grid = [float(lr) for lr in lr_grid]
+    if len(grid) == 1:
+        choice = {job.label: grid[0] for job in jobs}
+        selection = pd.DataFrame({"label": list(choice), "lr": grid[0], "mean_best_val_loss": float("nan"),
+                                  "tune_seeds": 0, "chosen": True})  # fmt: skip
+    else:
+        stage1 = [_with_lr(job, lr, grid) for job in jobs if job.seed < tune_seeds for lr in grid]
+        tuning = run_sweep(stage1, fn, out_dir, table="tuning.csv", desc=f"{out_dir.name} (lr tuning)",
+                           **sweep_options)  # fmt: skip
+        choice, selection = select_lr(tuning, grid)
+    selection.to_csv(out_dir / "lr_selection.csv", index=False)
+    return run_sweep([_with_lr(job, choice[job.label], grid) for job in jobs], fn, out_dir, **sweep_options)

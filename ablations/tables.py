@@ -1,119 +1,167 @@
-"""Markdown tables of a study, from its saved long-form data (called by :func:`ablations.plot.render`).
+"""Markdown tables of a study, from its saved long-form data (``python -m ablations.report`` writes them).
 
-Every cell is a mean over seeds with one standard error (``m ± se``) unless the column says otherwise; the
-equivariance error is the largest relative error over the group and the seeds, of the trained model cast to float32
-(as trained) and to float64 (exactness, free of rounding); times are
-also given as a ratio to a baseline configuration of the same sweep (the plain twin where the study has one,
-else the first configuration in the hue order).
+Cells are means over seeds with a 95 % bootstrap interval over seeds (``m [low, high]``); accuracy is the test
+loss at each run's best-validation checkpoint. Paired comparisons subtract per seed (a seed fixes the data and the
+initialisation) and say "within noise" when the interval of the mean difference covers 0. The equivariance error
+is the largest relative error over the group and the seeds, of the trained model in float32 (as trained) and
+float64 (exactness, free of rounding).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
-from .frames import INTERVAL_TEXT, display_path, finals
-
-
-def mean_se(values: pd.Series, digits: int = 3) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "n/a"
-    mean = values.mean()
-    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    fmt = f"{{:.{digits}g}}"
-    return fmt.format(mean) + ("" if math.isnan(se) else " ± " + fmt.format(se))
-
-
-def summary(data: pd.DataFrame, hue: str) -> pd.DataFrame:
-    """Per configuration (and seed): the final value of every metric, the last-quarter spread of the training loss
-    and the largest cached-vs-uncached difference seen during training."""
-    final = finals(data).pivot_table(index=[hue, "seed"], columns="metric", values="value", aggfunc="last")
-    train = data[data.metric == "train_loss"]
-    late = train[train.step >= 0.75 * train.groupby("run_id").step.transform("max")]
-    final["late_train_loss_sd"] = late.groupby([hue, "seed"]).value.std()
-    if "cache_output_max_abs_diff" in set(data.metric):
-        diffs = data[data.metric == "cache_output_max_abs_diff"]
-        final["cache_diff_during_training"] = diffs.groupby([hue, "seed"]).value.max()
-    return final.reset_index()
-
+from .frames import INTERVAL_TEXT, display_path
+from .stats import bootstrap_ci
+from .summary import BASIS_STUDIES, HUE, LOSS, compare, comparisons, hue_order, runs
 
 COLUMNS = [
-    ("test_loss", "final test loss", 3),
-    ("train_loss", "final train loss", 3),
+    (LOSS, "test loss at best val step", 3),
+    ("best_train_loss", "train loss there", 3),
     ("late_train_loss_sd", "sd of last-quarter train loss", 2),
     ("time_per_step_ms", "ms / train step", 3),
     ("infer_ms_per_batch", "ms / inference batch", 3),
     ("param_buffer_mib", "params + buffers (MiB)", 3),
     ("construction_rss_mib", "RSS growth, construction (MiB)", 2),
     ("peak_train_rss_mib", "RSS growth, training (MiB)", 2),
-    ("params", "trainable parameters", 4),
 ]
 
 
-#: The configuration each study's time ratios are relative to (default: the first in the hue order).
-BASELINE = {"equivariant_vs_plain": "plain/equal-width", "equivariant_vs_plain_sequence": "plain/equal-width",
-            "ant_forecast": "plain/equal-width", "ant_dynamics": "plain/equal-width"}  # fmt: skip
+def _cell(values: pd.Series, digits: int = 3) -> str:
+    return bootstrap_ci(values).text(digits)
 
 
-def _main_table(rows: pd.DataFrame, hue: str, order: list[str], baseline: str) -> str:
-    lines = [f"| {hue} | " + " | ".join(text for m, text, _ in COLUMNS if m in rows) + " | time / step vs "
-             f"`{baseline}` | equivariance error, float32 / float64 (max) | diverged runs |",
-             "|---" * (len([c for c in COLUMNS if c[0] in rows]) + 4) + "|"]  # fmt: skip
-    base = rows[rows[hue] == baseline].time_per_step_ms.mean()
-    for label in order:
-        group = rows[rows[hue] == label]
-        cells = [mean_se(group[m], d) for m, _, d in COLUMNS if m in rows]
-        ratio = group.time_per_step_ms.mean() / base
-        exact = group.equivariance_error_f64.max() if "equivariance_error_f64" in group else float("nan")
-        lines.append(f"| `{label}` | " + " | ".join(cells) + f" | {ratio:.2f}× | {group.equivariance_error.max():.1e}"
-                     f" / {exact:.1e} |"
-                     f" {int(group.diverged.sum())} / {len(group)} |")  # fmt: skip
+def _ordered_labels(frame: pd.DataFrame, hue: str) -> list[str]:
+    order = hue_order(frame[hue])
+    first = frame.drop_duplicates("label").set_index("label", drop=False)
+    extra = [c for c in ("width", "train_size") if c in first]
+    return sorted(first.index, key=lambda lab: (order.index(first.loc[lab, hue]), *first.loc[lab, extra], lab))
+
+
+def _steps_cell(rows: pd.DataFrame) -> str:
+    """Median best and stopping step; "budget" when the median run was still improving at the last step."""
+    best, stop = rows.best_step.median(), rows.stopped_step.median()
+    limited = "steps" in rows and best >= rows.steps.iloc[0]
+    return f"{best:.0f} / {stop:.0f}" + (" (budget)" if limited else "")
+
+
+def budget_limited(frame: pd.DataFrame) -> list[str]:
+    """Configurations whose median run reached its best validation loss at the step budget (still improving)."""
+    if "steps" not in frame:
+        return []
+    medians = frame.groupby("label")[["best_step", "steps"]].median()
+    return sorted(medians.index[medians.best_step >= medians.steps])
+
+
+def main_table(frame: pd.DataFrame, hue: str, fresh: bool) -> str:
+    columns = [(m, t, d) for m, t, d in COLUMNS if m in frame and (fresh or "rss" not in m)]
+    head = ["configuration", "lr (chosen)", "best / stop step (median; budget = still improving)", "params"] + [
+        t for _, t, _ in columns
+    ]
+    head += ["equivariance error, f32 / f64 (max)", "diverged"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for label in _ordered_labels(frame, hue):
+        rows = frame[frame.label == label]
+        cells = [
+            f"`{label}`",
+            ", ".join(f"{lr:g}" for lr in sorted(rows.lr.unique())) if "lr" in rows else "?",
+            _steps_cell(rows),
+            f"{int(rows.params.iloc[0]):,}",
+        ]
+        cells += [_cell(rows[m], d) for m, _, d in columns]
+        f64 = rows.equivariance_error_f64.max() if "equivariance_error_f64" in rows else float("nan")
+        cells += [f"{rows.equivariance_error.max():.1e} / {f64:.1e}", f"{int(rows.diverged.sum())} / {len(rows)}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _size_table(data: pd.DataFrame, hue: str, order: list[str]) -> str:
-    final = finals(data)
-    test = final[final.metric == "test_loss"]
-    sizes = sorted(test.train_size.unique())
-    lines = [f"| {hue} | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
-    for label in order:
-        cells = [mean_se(test[(test[hue] == label) & (test.train_size == n)].value) for n in sizes]
-        lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
+def paired_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]], metric: str = LOSS) -> str:
+    lines = ["| comparison | a | b | params a / b | a | b | b − a, paired by seed | verdict |", "|---" * 8 + "|"]
+    for what, a, b in pairs:
+        result = compare(frame, a, b, metric)
+        pa, pb = (int(frame[frame.label == x].params.iloc[0]) for x in (a, b))
+        lines.append(f"| {what} | `{a}` | `{b}` | {pa:,} / {pb:,} | {result.a_mean:.4g} | {result.b_mean:.4g} | "
+                     f"{result.diff.text(3)} | {result.verdict(a.split('@')[0], b.split('@')[0])} |")  # fmt: skip
     return "\n".join(lines)
 
 
-def write(study: str, data: pd.DataFrame, hue: str, out: Path, config: dict, order: list[str]) -> Path:
-    """Write ``out/table.md``; ``order`` is the configurations' display order (the figures' hue order)."""
-    baseline = BASELINE.get(study, order[0]) if BASELINE.get(study) in order else order[0]
-    seeds = data.seed.nunique()
+def size_table(frame: pd.DataFrame) -> str:
+    sizes = sorted(frame.train_size.unique())
+    lines = ["| model | width | params | " + " | ".join(f"n = {int(n)}" for n in sizes) + " |",
+             "|---" * (len(sizes) + 3) + "|"]  # fmt: skip
+    for (model, width), rows in sorted(frame.groupby(["model", "width"]), key=lambda kv: (hue_order(
+            frame.model).index(kv[0][0]), kv[0][1])):  # fmt: skip
+        cells = [_cell(rows[rows.train_size == n][LOSS]) for n in sizes]
+        lines.append(f"| `{model}` | {int(width)} | {int(rows.params.iloc[0]):,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gap_table(frame: pd.DataFrame) -> str:
+    """Test minus train loss at the best checkpoint, and how far the last evaluation's test loss rose above it."""
+    sizes = sorted(frame.train_size.unique())
+    lines = ["| model | width | " + " | ".join(f"n = {int(n)}: gap / rise" for n in sizes) + " |",
+             "|---" * (len(sizes) + 2) + "|"]  # fmt: skip
+    for (model, width), rows in sorted(frame.groupby(["model", "width"]), key=lambda kv: (hue_order(
+            frame.model).index(kv[0][0]), kv[0][1])):  # fmt: skip
+        cells = []
+        for n in sizes:
+            r = rows[rows.train_size == n]
+            cells.append(f"{(r[LOSS] - r.best_train_loss).mean():.3g} / {(r.test_loss - r[LOSS]).mean():.3g}")
+        lines.append(f"| `{model}` | {int(width)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
+    frame = runs(data)
+    hue = HUE.get(study, "label")
+    fresh = bool(config.get("fresh_process_per_run"))
+    cfg = config.get("config", {})
     header = [
         f"# {study.replace('_', ' ')}",
         "",
-        f"Generated from `metrics.csv` by `python -m ablations.plot {display_path(out)}`; the data by "
+        f"Generated from `metrics.csv` by `python -m ablations.report {display_path(out)}`; the data by "
         f"`{config.get('command', 'python -m ablations.<study>')}` (profile `{config.get('profile', '?')}`).",
         f"Commit `{config.get('git_commit', '?')}`, {config.get('date', '?')}; torch {config.get('torch', '?')}, "
         f"{config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
         f"{config.get('workers', '?')} runs in parallel ({config.get('backend', '?')} backend). "
-        f"{seeds} seeds; cells are {INTERVAL_TEXT}.",
+        f"{frame.seed.nunique()} seeds; cells are {INTERVAL_TEXT}.",
+        "",
+        f"Protocol: learning rate per configuration from {{{', '.join(f'{x:g}' for x in cfg.get('lr_grid', []))}}} "
+        f"by the mean best validation loss of the first {cfg.get('tune_seeds', '?')} seed(s) (`lr_selection.csv`; "
+        "a single rate means no tuning); at most "
+        f"{cfg.get('steps', '?')} steps, evaluation every {cfg.get('eval_every', '?')}, early stop after "
+        f"{cfg.get('patience', '?')} evaluations without improvement; test loss of the best-validation checkpoint."
+        + (
+            ""
+            if fresh
+            else " Memory: parameter + buffer bytes only; the resident-memory growth of a run is not "
+            "reported because this study's runs share worker processes (see `MEMORY_IN_FRESH_PROCESS`)."
+        ),
         "",
     ]
     body = []
-    if "train_size" in data and data.train_size.nunique() > 1:
-        body += ["## Final test loss by training-set size", "", _size_table(data, hue, order), "",
-                 "![sample efficiency](sample_efficiency.png)", ""]  # fmt: skip
-        largest = data[data.train_size == data.train_size.max()]
-        body += [f"## At the largest training set (n = {int(data.train_size.max())})", "",
-                 _main_table(summary(largest, hue), hue, order, baseline), ""]  # fmt: skip
-    else:
-        body += ["## Final metrics", "", _main_table(summary(data, hue), hue, order, baseline), ""]
-    if "cache_output_max_abs_diff" in set(data.metric):
-        worst = data[data.metric == "cache_output_max_abs_diff"].groupby(hue).value.max()
+    if "train_size" in frame and frame.train_size.nunique() > 1 and "model" in frame:
+        body += ["## Test loss (best-validation checkpoint) by training-set size", "", size_table(frame), "",
+                 "![loss against parameters](loss_vs_params.png)", "", "![loss against data](loss_vs_data.png)", "",
+                 "## Generalisation gap", "", "Test − train loss at the best checkpoint / rise of the last "
+                 "evaluation's test loss above the best checkpoint's (mean over seeds); a large rise means the run "
+                 "overfits and early stopping matters.", "", gap_table(frame), ""]  # fmt: skip
+    pairs = comparisons(study, frame)
+    if pairs:
+        body += ["## Paired comparisons (test loss at the best validation step)", "", paired_table(frame, pairs), ""]
+    if study in (*BASIS_STUDIES, "weight_cache"):
+        metric = "time_per_step_ms" if study in BASIS_STUDIES else "infer_ms_per_batch"
+        body += [f"Same pairs, `{metric}`:", "", paired_table(frame, pairs, metric), ""]
+    body += ["## All configurations", "", main_table(frame, hue, fresh), ""]
+    if "cache_diff_during_training" in frame:
+        worst = frame.groupby("label").cache_diff_during_training.max()
         body += ["Largest |cached − uncached| output difference at any evaluation during training: "
-                 + ", ".join(f"`{k}` {worst[k]:.1e}" for k in order if k in worst) + ".", ""]  # fmt: skip
-    body += ["![learning curves](curves.png)", "", "![costs](costs.png)", ""]
-    path = out / "table.md"
+                 + ", ".join(f"`{k}` {v:.1e}" for k, v in worst.items()) + ".", ""]  # fmt: skip
+    if "model" not in frame:
+        body += ["![test loss](results.png)", ""]
+    body += ["![validation curves](curves.png)", "", "![costs](costs.png)", ""]
+    path = Path(out) / "table.md"
     path.write_text("\n".join(header + body))
     return path

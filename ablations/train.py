@@ -1,15 +1,20 @@
 """The training loop every study shares, its objectives, and the per-run measurements.
 
 A run logs, every ``eval_every`` steps, the mean training loss since the last log and the validation and test
-losses, each against the step and against the wall time spent in training steps (evaluation excluded). At the end
-it logs one row per scalar: parameter count, milliseconds per training step and per inference batch, the growth of
-the process's resident memory during training (sampled by a thread; an upper bound on what training allocated),
-whether the loss diverged, and the trained model's relative equivariance error (computed by the study, which knows
-the model's inputs).
+losses, each against the step and against the wall time spent in training steps (evaluation excluded). Training
+stops early when the validation loss has not improved for ``patience`` evaluations (``steps`` is the budget), and
+the model is restored to its best-validation checkpoint. At the end the run logs one row per scalar: the best
+validation loss, the step it was reached at and the test loss there (``best_test_loss``: the number the tables
+report), the step training stopped at, the loss of predicting zero on the test split, parameter count, milliseconds
+per training step and per inference batch, the growth of the process's resident memory during training (sampled
+by a thread; an upper bound on what training allocated; only meaningful when each run has a fresh process, see
+:func:`ablations.sweep.run_sweep`), whether the loss diverged, and the trained model's relative equivariance error
+(computed by the study, which knows the model's inputs).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -26,7 +31,11 @@ from .tasks import Split
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by every run of a study."""
+    """Optimisation settings shared by every run of a study.
+
+    ``steps`` is the budget; with ``patience`` set, training stops once ``patience`` evaluations in a row failed to
+    lower the best validation loss by more than ``min_delta`` (relative).
+    """
 
     steps: int = 600
     batch_size: int = 64
@@ -34,6 +43,34 @@ class TrainConfig:
     weight_decay: float = 1e-4
     eval_every: int = 50
     eval_size: int = 512
+    patience: int | None = None
+    min_delta: float = 1e-3
+
+
+class EarlyStopping:
+    """Tracks the best validation loss; :meth:`update` says whether to stop.
+
+    An evaluation improves when ``loss < best * (1 - min_delta)``; after ``patience`` evaluations without one,
+    :meth:`update` returns True (never, with ``patience=None``). A non-finite loss stops at once.
+    """
+
+    def __init__(self, patience: int | None, min_delta: float = 1e-3) -> None:
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be a positive number of evaluations or None, got {patience}")
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.best_step, self.stale = math.inf, 0, 0
+
+    def update(self, step: int, loss: float) -> bool:
+        """Record the validation ``loss`` at ``step``; return True when training should stop."""
+        if not math.isfinite(loss):
+            return True
+        if loss < self.best * (1 - self.min_delta) or not math.isfinite(self.best):
+            self.best, self.best_step, self.stale = loss, step, 0
+            return False
+        if loss < self.best:  # a smaller improvement than min_delta still moves the checkpoint
+            self.best, self.best_step = loss, step
+        self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
 
 
 def synchronize(device) -> None:
@@ -90,6 +127,10 @@ class Regression:
     def loss(self, model: nn.Module, inputs, targets, generator: torch.Generator) -> torch.Tensor:
         return nn.functional.mse_loss(model(inputs), targets)
 
+    def zero_loss(self, split: Split) -> float:
+        """The loss of a model that predicts zero."""
+        return float((split.targets.double() ** 2).mean())
+
 
 class FlowMatching:
     r"""Conditional flow matching: ``X_k = (1 - k) X_0 + k X_1``, regress ``V = X_1 - X_0`` from ``(X_k, Z, k)``.
@@ -108,6 +149,10 @@ class FlowMatching:
         x_k = (1 - k[:, None, None]) * noise + k[:, None, None] * future
         return nn.functional.mse_loss(model(x_k, k * self.time_scale, cond), future - noise)
 
+    def zero_loss(self, split: Split) -> float:
+        """The loss of a velocity field that is zero everywhere, with the evaluation's noise (see :func:`evaluate`)."""
+        return evaluate(lambda x_k, k, cond: torch.zeros_like(x_k), self, split)
+
 
 def _batches(split: Split, size: int):
     for start in range(0, len(split), size):
@@ -117,13 +162,15 @@ def _batches(split: Split, size: int):
 @torch.no_grad()
 def evaluate(model: nn.Module, objective, split: Split, batch_size: int = 256, seed: int = 12345) -> float:
     """Mean loss over ``split`` in eval mode, with the objective's randomness drawn from ``seed``."""
-    was_training = model.training
-    model.eval()
+    was_training = getattr(model, "training", False)
+    if was_training:
+        model.eval()
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
     for inputs, targets in _batches(split, batch_size):
         total += objective.loss(model, inputs, targets, generator).item() * inputs.shape[0]
-    model.train(was_training)
+    if was_training:
+        model.train()
     return total / len(split)
 
 
@@ -159,30 +206,39 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     on_eval: Callable[[int], list[tuple[str, float]]] | None = None,
 ) -> list[dict]:
-    """Train ``model`` for ``config.steps`` AdamW steps (cosine decay); return the long-form rows.
+    """Train ``model`` for at most ``config.steps`` AdamW steps (cosine decay over the budget), stop early when the
+    validation loss plateaus, restore the best-validation weights, and return the long-form rows.
 
     ``on_eval(step)`` may return extra ``(metric, value)`` pairs logged at every evaluation.
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps, eta_min=config.lr / 10)
-    train, val, test = splits["train"], _subset(splits["val"], config.eval_size), _subset(splits["test"],
-                                                                                         config.eval_size)  # fmt: skip
+    train, val = splits["train"], _subset(splits["val"], config.eval_size)
+    test = _subset(splits["test"], config.eval_size)
     rows: list[dict] = []
+    stopper = EarlyStopping(config.patience, config.min_delta)
+    best: dict = {}
 
     def log(step: int, wall: float, metric: str, value: float) -> None:
         rows.append({"step": step, "wall_time": wall, "metric": metric, "value": float(value)})
 
-    def log_eval(step: int, wall: float, train_loss: float) -> None:
+    def log_eval(step: int, wall: float, train_loss: float) -> bool:
+        val_loss, test_loss = evaluate(model, objective, val), evaluate(model, objective, test)
         log(step, wall, "train_loss", train_loss)
-        log(step, wall, "val_loss", evaluate(model, objective, val))
-        log(step, wall, "test_loss", evaluate(model, objective, test))
+        log(step, wall, "val_loss", val_loss)
+        log(step, wall, "test_loss", test_loss)
         for metric, value in on_eval(step) if on_eval else ():
             log(step, wall, metric, value)
+        stop = stopper.update(step, val_loss)
+        if stopper.best_step == step and math.isfinite(val_loss):
+            best.update(step=step, val=val_loss, test=test_loss, train=train_loss,
+                        state=copy.deepcopy(model.state_dict()))  # fmt: skip
+        return stop
 
     model.train()
     log_eval(0, 0.0, evaluate(model, objective, _subset(train, config.eval_size)))
-    wall, running, count, diverged = 0.0, 0.0, 0, False
+    wall, running, count, diverged, step = 0.0, 0.0, 0, False, 0
     with PeakRSS() as memory:
         for step in range(1, config.steps + 1):
             index = torch.randint(len(train), (config.batch_size,), generator=generator)
@@ -198,17 +254,27 @@ def fit(
             schedule.step()
             synchronize(inputs.device)
             wall += time.perf_counter() - start
-            diverged = diverged or not math.isfinite(loss.item())
-            running, count = running + loss.item(), count + 1
-            if step % config.eval_every == 0 or step == config.steps:
-                log_eval(step, wall, running / count)
+            value = loss.item()
+            diverged = diverged or not math.isfinite(value)
+            running, count = running + value, count + 1
+            if diverged or step % config.eval_every == 0 or step == config.steps:
+                stop = log_eval(step, wall, running / count)
                 running, count = 0.0, 0
-    final = config.steps
-    log(final, wall, "time_per_step_ms", 1000 * wall / config.steps)
-    log(final, wall, "peak_train_rss_mib", memory.peak_mib)
-    log(final, wall, "diverged", float(diverged))
-    log(final, wall, "params", sum(p.numel() for p in model.parameters() if p.requires_grad))
-    log(final, wall, "infer_ms_per_batch", inference_ms(model, objective, test, config.batch_size))
+                if stop or diverged:
+                    break
+    if best:
+        model.load_state_dict(best["state"])
+    log(step, wall, "best_step", best.get("step", math.nan))
+    log(step, wall, "best_val_loss", best.get("val", math.nan))
+    log(step, wall, "best_test_loss", best.get("test", math.nan))
+    log(step, wall, "best_train_loss", best.get("train", math.nan))
+    log(step, wall, "stopped_step", step)
+    log(step, wall, "zero_predictor_loss", objective.zero_loss(test))
+    log(step, wall, "time_per_step_ms", 1000 * wall / max(step, 1))
+    log(step, wall, "peak_train_rss_mib", memory.peak_mib)
+    log(step, wall, "diverged", float(diverged))
+    log(step, wall, "params", sum(p.numel() for p in model.parameters() if p.requires_grad))
+    log(step, wall, "infer_ms_per_batch", inference_ms(model, objective, test, config.batch_size))
     return rows
 
 

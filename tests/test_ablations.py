@@ -12,21 +12,23 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import guide, plot, study_cache, study_equivariance, study_equivariance_sequence
+from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary
 from ablations.common import main, regressor
-from ablations.sweep import run_sweep
+from ablations.stats import bootstrap_ci, paired
+from ablations.sweep import Job, run_sweep, select_lr, tuned_sweep
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
+from ablations.train import EarlyStopping, FlowMatching, Regression, TrainConfig, evaluate, fit
 from symm_layers.testing import group_elements
 
 TINY = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "6", "--eval-every", "3", "--eval-size", "32",
-        "--hidden", "32", "--no-progress"]  # fmt: skip
+        "--equivariant-widths", "32", "--lr-grid", "0.01", "0.003", "--no-progress"]  # fmt: skip
 #: Metrics that measure time or memory: they differ between identical runs.
 MEASURED = {"time_per_step_ms", "infer_ms_per_batch", "peak_train_rss_mib", "construction_rss_mib"}
 
 
 def tiny_jobs(models=("equivariant", "plain/augmented")):
     config = dataclasses.replace(study_equivariance.Config(), models=models, train_sizes=(16,), seeds=2, steps=6,
-                                 eval_every=3, eval_size=32, hidden=32)  # fmt: skip
+                                 eval_every=3, eval_size=32, equivariant_widths=(32,))  # fmt: skip
     return study_equivariance.jobs(config)
 
 
@@ -149,13 +151,14 @@ def tiny_study(tmp_path_factory):
 def test_tiny_study_writes_csv_config_figures_and_table(tiny_study):
     frame = pd.read_csv(tiny_study / "metrics.csv")
     assert {"run_id", "label", "seed", "step", "wall_time", "metric", "value", "model", "train_size"} <= set(frame)
-    assert frame.run_id.nunique() == 4 * 2 * 2  # models x sizes x seeds
-    assert {"train_loss", "test_loss", "val_loss", "equivariance_error", "params", "time_per_step_ms"} <= set(
+    assert frame.run_id.nunique() == 3 * 2 * 2  # models (one width each) x sizes x seeds
+    assert {"train_loss", "test_loss", "val_loss", "equivariance_error", "params", "best_test_loss"} <= set(
         frame.metric
     )
+    assert set(frame.lr) <= {0.01, 0.003} and frame.lr_grid.nunique() == 1
     meta = json.loads((tiny_study / "config.json").read_text())
     assert meta["config"]["steps"] == 6 and meta["torch"] == torch.__version__ and meta["git_commit"]
-    for name in ("sample_efficiency.png", "curves.png", "costs.png", "table.md"):
+    for name in ("loss_vs_params.png", "loss_vs_data.png", "curves.png", "costs.png", "table.md", "lr_selection.csv"):
         assert (tiny_study / name).stat().st_size > 0
     table = (tiny_study / "table.md").read_text()
     assert "| `plain/augmented` |" in table and "n = 32" in table
@@ -164,20 +167,33 @@ def test_tiny_study_writes_csv_config_figures_and_table(tiny_study):
 def test_trained_equivariant_model_stays_equivariant(tiny_study):
     frame = pd.read_csv(tiny_study / "metrics.csv")
     errors = frame[frame.metric == "equivariance_error"].groupby("model").value.max()
-    assert errors["equivariant"] < 1e-5 and errors["plain/equal-width"] > 1e-3
+    assert errors["equivariant"] < 1e-5 and errors["plain"] > 1e-3
 
 
 def test_plot_step_runs_alone_on_saved_csv(tiny_study, tmp_path):
     shutil.copy(tiny_study / "metrics.csv", tmp_path / "metrics.csv")
     shutil.copy(tiny_study / "config.json", tmp_path / "config.json")
-    plot._main([str(tmp_path)])
-    assert {p.name for p in tmp_path.iterdir()} >= {"sample_efficiency.png", "curves.png", "costs.png", "table.md"}
+    report._main([str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} >= {"loss_vs_params.png", "curves.png", "costs.png", "table.md"}
+
+
+def test_plot_and_tables_do_not_import_each_other():
+    import ast
+    import inspect
+
+    from ablations import plot, tables
+
+    for module, other in ((plot, "tables"), (tables, "plot")):
+        tree = ast.parse(inspect.getsource(module))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom | ast.Import) for a in n.names}
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert other not in names and other not in modules
 
 
 def test_every_label_has_a_fixed_colour():
-    with pytest.raises(ValueError, match="add them to ablations.plot.PALETTE"):
-        plot.hue_order(["isotypic_expansion", "new_strategy"])
-    assert plot.hue_order(["memory_heavy", "isotypic_expansion"]) == ["isotypic_expansion", "memory_heavy"]
+    with pytest.raises(ValueError, match="add them to ablations.summary.PALETTE"):
+        summary.hue_order(["isotypic_expansion", "new_strategy"])
+    assert summary.hue_order(["memory_heavy", "isotypic_expansion"]) == ["isotypic_expansion", "memory_heavy"]
 
 
 def test_cache_study_outputs_agree_with_an_uncached_copy(tmp_path):
@@ -191,8 +207,9 @@ def test_cache_study_outputs_agree_with_an_uncached_copy(tmp_path):
 def test_guide_links_what_it_rests_on(tiny_study, tmp_path):
     shutil.copytree(tiny_study, tmp_path / "equivariant_vs_plain")
     text = guide.write(tmp_path).read_text()
-    assert "[table](equivariant_vs_plain/table.md)" in text
-    assert "No data yet" in text  # the studies that were not run say so instead of recommending
+    assert text.index("## Decisions at a glance") < text.index("## Paired comparisons")  # the first screen
+    assert "[equivariant_vs_plain/table.md](equivariant_vs_plain/table.md)" in text
+    assert "no data yet" in text  # the studies that were not run say so instead of recommending
 
 
 def test_gpu_request_for_cpu_jobs_is_refused(tmp_path):
@@ -210,3 +227,140 @@ def test_sequence_study_plain_twin_at_equal_parameters_has_about_as_many():
 
     gap = {w: abs(count(False, w) - count(True, 32)) for w in (width - 2, width, width + 2)}
     assert gap[width] == min(gap.values())  # heads = 2: widths step by 2
+
+
+# ----------------------------------------------------------------------------------------------- protocol
+def test_bootstrap_interval_of_constant_data_is_the_constant():
+    ci = bootstrap_ci([2.5] * 5)
+    assert (ci.mean, ci.low, ci.high, ci.n) == (2.5, 2.5, 2.5, 5)
+
+
+def test_bootstrap_interval_matches_the_normal_approximation():
+    x = np.random.default_rng(0).normal(1.0, 2.0, size=400)
+    ci = bootstrap_ci(x)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
+    assert ci.low < x.mean() < ci.high
+    np.testing.assert_allclose(ci.high - ci.low, 2 * half, rtol=0.15)
+
+
+def test_paired_comparison_subtracts_per_seed():
+    a = pd.Series([1.0, 5.0, 9.0, 2.0], index=[0, 1, 2, 3])
+    result = paired(a, a + 0.5)  # a large spread across seeds, a constant difference within each
+    assert (result.diff.mean, result.diff.low, result.diff.high) == (0.5, 0.5, 0.5)
+    assert not result.within_noise and result.verdict("a", "b") == "a better"
+
+
+def test_paired_comparison_says_within_noise_when_the_interval_covers_zero():
+    a = pd.Series([1.0, 2.0, 3.0, 4.0])
+    result = paired(a, a + pd.Series([0.3, -0.3, 0.2, -0.2]))
+    assert result.within_noise and result.verdict("a", "b") == "within noise"
+
+
+def test_paired_comparison_uses_shared_seeds_and_needs_three():
+    result = paired(pd.Series([1.0, 2.0, 3.0], index=[0, 1, 2]), pd.Series([2.0, 3.0], index=[1, 2]))
+    assert result.diff.n == 2 and result.verdict("a", "b") == "too few seeds"
+
+
+def test_early_stopping_stops_after_patience_evaluations_without_improvement():
+    stopper = EarlyStopping(patience=2, min_delta=0.01)
+    stops = [stopper.update(step, loss) for step, loss in enumerate([3.0, 2.0, 1.999, 2.5, 1.0])]
+    assert stops == [False, False, False, True, False] and stopper.best_step == 4
+    assert EarlyStopping(patience=3).update(0, float("nan"))  # a diverged run stops at once
+
+
+def test_fit_reports_and_restores_the_best_validation_checkpoint():
+    task = RingRegression()
+    _, in_rep, out_rep = task.group_and_reps
+    splits = make_splits(task, {"train": 16, "val": 64, "test": 64}, data_seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(in_rep.size, out_rep.size)
+    config = TrainConfig(steps=60, batch_size=16, lr=0.3, eval_every=5, eval_size=64, patience=3)  # overfits
+    frame = pd.DataFrame(fit(model, Regression(), splits, config, seed=0))
+    value = frame.set_index("metric").value
+    logged = frame[(frame.step == value["best_step"]) & (frame.metric == "test_loss")].value.item()
+    val = frame[frame.metric == "val_loss"]
+    assert value["best_val_loss"] == val.value.min() and value["best_test_loss"] == logged
+    assert value["stopped_step"] < 60  # validation plateaued before the budget
+    torch.testing.assert_close(evaluate(model, Regression(), splits["val"]), value["best_val_loss"])
+
+
+def _quadratic_in_log_lr(job):
+    """A fake run whose validation loss is smallest at lr = 3e-3."""
+    loss = (np.log10(job.params["lr"]) - np.log10(3e-3)) ** 2 + 0.1 * job.seed
+    return [{"step": 0, "wall_time": 0.0, "metric": "val_loss", "value": loss}]
+
+
+def test_lr_selection_picks_the_lowest_mean_validation_loss():
+    tuning = pd.DataFrame({"label": "m", "seed": [0, 1, 0, 1], "lr": [1e-3, 1e-3, 1e-2, 1e-2], "metric": "val_loss",
+                           "value": [0.5, 0.1, 0.2, 0.3]})  # fmt: skip
+    choice, table = select_lr(tuning, [1e-3, 1e-2])
+    assert choice == {"m": 1e-2}  # mean 0.25 < 0.3, although 1e-3 has the single best run
+    assert table.set_index("lr").chosen.to_dict() == {1e-3: False, 1e-2: True}
+
+
+def test_tuned_sweep_runs_all_seeds_at_the_chosen_rate_reusing_tuning_runs(tmp_path):
+    calls = []
+
+    def counted(job):
+        calls.append(job.run_id)
+        return _quadratic_in_log_lr(job)
+
+    jobs = [Job("s", label, seed, {"lr": 0.0}) for label in ("a", "b") for seed in range(3)]
+    frame = tuned_sweep(jobs, counted, tmp_path, [1e-3, 3e-3, 1e-2], tune_seeds=1, backend="serial", progress=False)
+    assert set(frame.lr) == {3e-3} and frame.run_id.nunique() == 6
+    assert json.loads(frame.lr_grid.iloc[0]) == [1e-3, 3e-3, 1e-2]
+    assert len(calls) == 2 * (3 + 2)  # 3 rates x 1 tuning seed, then 2 more seeds per label
+    assert pd.read_csv(tmp_path / "lr_selection.csv").chosen.sum() == 2
+
+
+def test_zero_head_starts_the_regressor_at_the_zero_predictor_loss():
+    task = RingOscillators(horizon=3)
+    split = make_splits(task, {"train": 1, "val": 1, "test": 32}, data_seed=0)["test"]
+    objective = FlowMatching()
+    zero = objective.zero_loss(split)
+    for equivariant in (True, False):
+        torch.manual_seed(0)
+        model = regressor(task, equivariant, 32, 1, 2)
+        assert evaluate(model, objective, split) == pytest.approx(zero, rel=1e-6)
+    torch.manual_seed(0)
+    drawn = regressor(task, True, 32, 1, 2, zero_head=False)  # xavier head: starts worse than predicting zero
+    assert evaluate(drawn, objective, split) > 1.2 * zero
+
+
+@pytest.mark.slow
+def test_fresh_process_per_run_gives_the_serial_results(tmp_path):
+    jobs = tiny_jobs()[:2]
+    serial = run_sweep(jobs, study_equivariance.run, tmp_path / "s", backend="serial", progress=False)
+    fresh = run_sweep(jobs, study_equivariance.run, tmp_path / "f", backend="local", workers=1, fresh_process=True,
+                      progress=False)  # fmt: skip
+    pd.testing.assert_frame_equal(deterministic_part(serial), deterministic_part(fresh))
+
+
+def _decision_map_cells(axis: str, ratios: dict[str, float]) -> list[dict]:
+    base = {"axis": axis, "layer": "linear", "group": "C8", "D_target": 64, "D": 64, "rows": 8, "threads": 1,
+            "mode": "train", "timer": "thread", "rounds": 2, "note": "", "status": "ok", "seconds": 1e-5}  # fmt: skip
+    rows = [
+        {**base, "candidate": "baseline", "role": "baseline", "ratio": 1.0, "ratio_q25": 1.0, "ratio_q75": 1.0},
+        {**base, "candidate": "control", "role": "control", "ratio": 1.0, "ratio_q25": 0.99, "ratio_q75": 1.01},
+    ]
+    return rows + [{**base, "candidate": c, "role": "candidate", "ratio": r, "ratio_q25": r, "ratio_q75": r}
+                   for c, r in ratios.items()]  # fmt: skip
+
+
+def test_guide_basis_and_cache_rows_use_the_decision_maps_when_present(tmp_path):
+    (tmp_path / "decision_maps").mkdir()
+    cells = _decision_map_cells("basis_expansion", {"isotypic_expansion": 2.0, "orbit_gather": 1.2})
+    cells += _decision_map_cells("weight_cache", {"cached": 1.5, "uncached": 1.1})
+    pd.DataFrame(cells).to_csv(tmp_path / "decision_maps" / "raw.csv", index=False)
+    rows = [line for line in guide.write(tmp_path).read_text().splitlines() if line.startswith("| ")]
+    basis = next(line for line in rows if line.startswith("| basis expansion (`"))
+    cache = next(line for line in rows if line.startswith("| weight cache"))
+    assert "`orbit_gather` (decision maps: wins 1 of 1" in basis and "source: decision maps" in basis
+    assert "`uncached` (decision maps" in cache and "source: decision maps" in cache
+
+
+def test_guide_names_linear_family_as_the_source_without_decision_maps(tiny_study, tmp_path):
+    from ablations import guide_maps
+
+    assert not guide_maps.available(tmp_path)
+    assert "source: linear_family" in guide_maps.source(tmp_path)

@@ -13,6 +13,7 @@ error of order 1e-2..1 within the same horizon.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -207,29 +208,77 @@ def test_split_tensors_and_normalisation_commute_with_the_group(tmp_path, monkey
 
 
 # ----------------------------------------------------------------------------------------------- studies
-TINY_ANT = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--eval-size", "16",
-            "--cond-steps", "2", "--horizon", "2", "--stats-windows", "16", "--backend", "serial",
+TINY_ANT = ["--seeds", "2", "--steps", "4", "--eval-every", "2", "--eval-size", "16", "--cond-steps", "2",
+            "--horizon", "2", "--stats-windows", "16", "--lr-grid", "0.003", "0.01", "--backend", "serial",
             "--no-progress"]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("module", "extra"),
-    [("study_ant", ["--embedding-dim", "16", "--num-layers", "1"]), ("study_ant_dynamics", ["--hidden", "16"])],
-)
-def test_tiny_ant_study_writes_data_figures_and_table(tmp_path, monkeypatch, module, extra):
+def _tiny(tmp_path, monkeypatch, module: str, extra: list[str]):
     import importlib
-
-    import pandas as pd
 
     from ablations.common import main
 
     monkeypatch.setattr("ablations.tasks_ant.DATA_DIR", tmp_path / "data")
     study = importlib.import_module(f"ablations.{module}")
     out = main(study.STUDY, study.Config, study.jobs, study.run, TINY_ANT + extra + ["--out", str(tmp_path / "out")])
-    data = pd.read_csv(out / "metrics.csv")
+    return study, out, pd.read_csv(out / "metrics.csv")
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("study_ant", ["--equivariant-widths", "16", "--num-layers", "1"]),
+     ("study_ant_dynamics", ["--equivariant-widths", "16"])],
+)  # fmt: skip
+def test_tiny_ant_study_runs_the_protocol_and_writes_figures_and_table(tmp_path, monkeypatch, module, extra):
+    study, out, data = _tiny(tmp_path, monkeypatch, module, ["--train-sizes", "16", "32", *extra])
     assert set(data.model) == set(study.MODELS) and set(data.train_size) == {16, 32}
-    for name in ("table.md", "curves.png", "costs.png", "sample_efficiency.png", "config.json"):
+    assert {"best_test_loss", "best_step", "params", "width"} <= set(data.metric)
+    assert set(data.lr) <= {0.003, 0.01} and (out / "lr_selection.csv").exists()
+    for name in ("table.md", "curves.png", "costs.png", "loss_vs_params.png", "loss_vs_data.png", "config.json"):
         assert (out / name).exists()
     final = data[data.metric == "equivariance_error_f64"]
-    assert final[final.model.str.startswith("equivariant")].value.max() < 1e-10
+    assert final[final.model == "equivariant"].value.max() < 1e-10
     assert final[final.model.str.startswith("plain")].value.min() > 1e-3
+
+
+def test_ant_widths_match_parameters_in_both_directions():
+    from ablations import study_ant_dynamics
+
+    config = study_ant_dynamics.Config(equivariant_widths=(64,), plain_widths=(64,))
+    chosen = study_ant_dynamics.widths(config)
+    assert 64 in chosen["equivariant"] and 64 in chosen["plain"]
+    assert len(chosen["equivariant"]) == 2 and len(chosen["plain"]) == 2  # each family matched to the other's width
+
+
+def test_tiny_ant_norm_study_writes_paired_affine_table(tmp_path, monkeypatch):
+    extra = ["--train-size", "16", "--embedding-dim", "16", "--norms", "rmsnorm", "--depths", "1"]
+    _, out, data = _tiny(tmp_path, monkeypatch, "study_ant_norm", extra)
+    assert set(data.label) == {"rmsnorm/pre/isotypic/L1", "rmsnorm/pre/diagonal/L1"}
+    assert "| norm affine |" in (out / "table.md").read_text() and (out / "results.png").exists()
+
+
+def test_ant_basis_strategies_train_the_same_function(tmp_path, monkeypatch):
+    import dataclasses
+
+    from ablations import study_ant_basis
+    from ablations.sweep import run_sweep
+
+    monkeypatch.setattr("ablations.tasks_ant.DATA_DIR", tmp_path / "data")
+    config = dataclasses.replace(study_ant_basis.Config(), seeds=1, steps=4, eval_every=2, eval_size=16, train_size=16,
+                                 cond_steps=2, horizon=2, stats_windows=16, embedding_dim=16, num_layers=1,
+                                 strategies=("isotypic_expansion", "auto"))  # fmt: skip
+    frame = run_sweep(study_ant_basis.jobs(config), study_ant_basis.run, tmp_path, backend="serial", progress=False)
+    loss = frame[frame.metric == "best_test_loss"].set_index("label").value
+    torch.testing.assert_close(loss["auto"], loss["isotypic_expansion"], rtol=1e-4, atol=1e-6)
+
+
+def test_guide_has_ant_rows_with_intervals(tmp_path, monkeypatch):
+    from ablations import guide
+
+    _, out, _ = _tiny(tmp_path, monkeypatch, "study_ant_dynamics", ["--train-sizes", "16", "--equivariant-widths",
+                                                                    "16", "--seeds", "3"])  # fmt: skip
+    out.rename(tmp_path / "ant_dynamics")
+    text = guide.write(tmp_path).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| equivariant vs plain, MLP (MuJoCo Ant"))
+    assert "plain − equivariant" in row and "[" in row  # a paired difference with its interval
+    assert "## MuJoCo Ant" in text and "`quick`" in text

@@ -1,0 +1,182 @@
+"""A study's saved data as the figures, tables and guide read it: one row per run, fixed colours, captions and the
+paired comparisons each study makes.
+
+Shared by :mod:`ablations.plot`, :mod:`ablations.tables` and :mod:`ablations.guide` (plot and tables never import
+each other). Nothing here trains or measures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+
+from .frames import finals
+from .stats import bootstrap_ci, paired
+
+#: Columns of the long-form CSV that are not job parameters.
+LONG_COLUMNS = ("run_id", "label", "seed", "step", "wall_time", "metric", "value")
+#: The accuracy every table and figure reports: test loss at the best-validation checkpoint.
+LOSS = "best_test_loss"
+
+_COLOURS = sns.color_palette("tab10") + sns.color_palette("tab20")  # 10-29: tab20's dark/light pairs
+#: label -> colour, for every configuration the studies use; the order is the hue order.
+PALETTE = dict(
+    zip(
+        ["isotypic_expansion", "memory_heavy", "orbit_gather", "auto", "cached", "uncached", "rmsnorm/pre",
+         "rmsnorm/post", "layernorm/pre", "layernorm/post", "batchnorm/pre", "batchnorm/post", "equivariant", "plain",
+         "plain/augmented"],
+        [_COLOURS[i] for i in (0, 1, 4, 7, 0, 3, 10, 11, 12, 13, 14, 15, 0, 1, 2)],
+        strict=True,
+    )
+)  # fmt: skip
+#: Study -> the job parameter that picks a configuration's colour (default: the label).
+HUE = {"equivariant_vs_plain": "model", "equivariant_vs_plain_sequence": "model", "normalization": "variant",
+       "ant_forecast": "model", "ant_dynamics": "model", "ant_norm": "variant"}  # fmt: skip
+#: Studies over (norm, placement, affine, depth), labelled ``norm/placement/affine/L<depth>``.
+NORM_STUDIES = ("normalization", "ant_norm")
+#: Studies over ``basis_expansion_scheme``, labelled by the strategy; the reference strategy comes first.
+BASIS_STUDIES = ("basis_expansion", "ant_basis")
+BASIS_REFERENCE = "isotypic_expansion"
+_RING_REGRESSION = "ring regression (known D8-equivariant map of 2 channels on 8 sites + noise)"
+_ANT = "MuJoCo Ant-v5 in the torso frame (random smoothed actions, 50 ms steps)"
+_ANT_FORECAST = (f"{_ANT}: 4 past [state, action] tokens -> the next 8 states", "flow-matching velocity MSE (scaled)")
+#: Study -> (task, loss, group) for the captions (default: the ring-oscillator sequence task); a study whose
+#: ``config.json`` names a ``group`` shows that one.
+TASKS = {
+    "equivariant_vs_plain": (_RING_REGRESSION, "MSE", "D8"),
+    "ant_forecast": (*_ANT_FORECAST, "D4"),
+    "ant_norm": (*_ANT_FORECAST, "D4"),
+    "ant_basis": (*_ANT_FORECAST, "D4"),
+    "ant_dynamics": (f"{_ANT}: [state, action] -> scaled next-state change", "MSE (scaled units)", "D4"),
+}
+SEQUENCE_TASK = ("ring oscillators (nonlinear pendulum chain on 8 sites, 4 past states -> 8 future states)",
+                 "flow-matching velocity MSE", "D8")  # fmt: skip
+
+
+def hue_order(values) -> list[str]:
+    present = set(values)
+    unknown = sorted(present - set(PALETTE))
+    if unknown:
+        raise ValueError(f"no fixed colour for {unknown}: add them to ablations.summary.PALETTE")
+    return [label for label in PALETTE if label in present]
+
+
+def load(out: Path) -> pd.DataFrame:
+    path = Path(out) / "metrics.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the study first (python -m ablations.<study>)")
+    return pd.read_csv(path)
+
+
+def load_config(out: Path) -> dict:
+    path = Path(out) / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def runs(data: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its parameters and every final metric as columns, plus ``late_train_loss_sd`` (spread of
+    the last quarter of its logged training losses) and ``cache_diff_during_training`` where logged."""
+    params = [c for c in data.columns if c not in LONG_COLUMNS]
+    keys = ["run_id", "label", "seed", *params]
+    wide = finals(data).pivot_table(index="run_id", columns="metric", values="value", aggfunc="last")
+    info = data.drop_duplicates("run_id").set_index("run_id")[keys[1:]]
+    train = data[data.metric == "train_loss"]
+    late = train[train.step >= 0.75 * train.groupby("run_id").step.transform("max")]
+    wide["late_train_loss_sd"] = late.groupby("run_id").value.std()
+    if "cache_output_max_abs_diff" in set(data.metric):
+        diffs = data[data.metric == "cache_output_max_abs_diff"]
+        wide["cache_diff_during_training"] = diffs.groupby("run_id").value.max()
+    return info.join(wide).reset_index()
+
+
+def per_seed(frame: pd.DataFrame, label: str, metric: str = LOSS) -> pd.Series:
+    """``metric`` of configuration ``label``, indexed by seed."""
+    rows = frame[frame.label == label]
+    return rows.set_index("seed")[metric]
+
+
+def interval(frame: pd.DataFrame, label: str, metric: str = LOSS):
+    return bootstrap_ci(per_seed(frame, label, metric))
+
+
+def compare(frame: pd.DataFrame, a: str, b: str, metric: str = LOSS):
+    """``b - a`` paired by seed (see :func:`ablations.stats.paired`)."""
+    return paired(per_seed(frame, a, metric), per_seed(frame, b, metric))
+
+
+def matched(frame: pd.DataFrame, model: str, params: float, train_size) -> str | None:
+    """Label of ``model`` at ``train_size`` whose parameter count is closest to ``params`` (on a log scale)."""
+    rows = frame[(frame.model == model) & (frame.train_size == train_size)]
+    if rows.empty:
+        return None
+    counts = rows.groupby("label").params.first()
+    return counts.apply(lambda count: abs(math.log(count / params))).idxmin()
+
+
+def equal_params_pairs(frame: pd.DataFrame) -> list[dict]:
+    """For every training-set size and equivariant width, the plain and augmented runs at the closest parameter
+    count: one dict per (size, width, other model) with the two labels and their parameter counts."""
+    pairs = []
+    eq = frame[frame.model == "equivariant"]
+    for (n, label), rows in eq.groupby(["train_size", "label"]):
+        params = rows.params.iloc[0]
+        for other in ("plain", "plain/augmented"):
+            match = matched(frame, other, params, n)
+            if match is not None:
+                pairs.append({"train_size": n, "equivariant": label, "other_model": other, "other": match,
+                              "eq_params": params, "other_params": frame[frame.label == match].params.iloc[0],
+                              "width": int(rows.width.iloc[0])})  # fmt: skip
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------- captions
+def caption(study: str, frame: pd.DataFrame, config: dict, extra: str = "") -> str:
+    """Task, loss, model sizes, steps, group, hardware and commit of a study's figure, from its saved data."""
+    task, loss, group = TASKS.get(study, SEQUENCE_TASK)
+    params = frame.params.dropna()
+    sizes = f"{int(params.min()):,}" + (f"-{int(params.max()):,}" if params.max() != params.min() else "")
+    cfg = config.get("config", {})
+    group = cfg.get("group", group)
+    stopped = frame.stopped_step.median() if "stopped_step" in frame else float("nan")
+    lr = ", ".join(f"{x:g}" for x in cfg.get("lr_grid", [])) or "?"
+    text = (
+        f"Task: {task}; group {group}; loss: {loss}, test loss at the best-validation checkpoint. Models: {sizes} "
+        f"trainable parameters. Training: AdamW, at most {cfg.get('steps', '?')} steps (median stop "
+        f"{stopped:.0f}), early stopping with patience {cfg.get('patience', '?')} evaluations, lr per "
+        f"configuration from {{{lr}}}; {frame.seed.nunique()} seeds, profile {config.get('profile', '?')}. "
+        f"Hardware: {config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
+        f"{config.get('workers', '?')} runs in parallel; commit {str(config.get('git_commit', '?'))[:12]}. {extra}"
+    )
+    return "\n".join(textwrap.wrap(text, 190))
+
+
+# ----------------------------------------------------------------------------------------------- comparisons
+def comparisons(study: str, frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paired comparisons a study's table reports: ``(what, a, b)``, read as "b against a"."""
+    labels = set(frame.label)
+    if study in BASIS_STUDIES:
+        others = sorted(labels - {BASIS_REFERENCE}) if BASIS_REFERENCE in labels else []
+        return [("strategy", BASIS_REFERENCE, other) for other in others]
+    if study == "weight_cache":
+        return [("cache mode", "cached", "uncached")] if {"cached", "uncached"} <= labels else []
+    if study in NORM_STUDIES:
+        pairs = []
+        for label in sorted(labels):
+            norm, placement, affine, depth = label.split("/")
+            if affine == "isotypic" and (twin := f"{norm}/{placement}/diagonal/{depth}") in labels:
+                pairs.append(("norm affine", label, twin))
+            if placement == "pre" and (twin := f"{norm}/post/{affine}/{depth}") in labels:
+                pairs.append(("placement", label, twin))
+        for depth, rows in frame.groupby("num_layers"):
+            best = rows.groupby("label")[LOSS].mean().idxmin()
+            pairs += [(f"vs best at depth {depth}", best, other) for other in sorted(set(rows.label) - {best})]
+        return pairs
+    if "model" in frame:
+        return [(f"n = {int(p['train_size'])}, equal params", p["equivariant"], p["other"])
+                for p in equal_params_pairs(frame)]  # fmt: skip
+    return []
