@@ -18,10 +18,10 @@ from .mlp import MLP, eMLP
 from .models import CondTransformerRegressor, eCondTransformerRegressor
 from .normalization import NORM_MODULES, BatchNormLastDim, eBatchNorm, eLayerNorm, eRMSNorm
 from .reps import decompose
+from .stack import TransformerStack
 from .transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
-    TransformerStack,
     eTransformerDecoderLayer,
     eTransformerEncoderLayer,
 )

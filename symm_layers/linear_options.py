@@ -15,6 +15,7 @@ import torch
 from escnn.group import Representation
 from torch import nn
 
+from .invariant import InvariantSubspace
 from .module import EquivariantModule
 
 PATH_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
@@ -65,7 +66,6 @@ class ChannelInvariantBias(EquivariantModule):
 
     def __init__(self, in_rep: Representation, channels: int, *, device=None, dtype=None) -> None:
         super().__init__()
-        from .linear import InvariantSubspace  # linear imports this module
 
         self.in_rep = self.out_rep = in_rep
         self.channels = channels

@@ -6,11 +6,11 @@ from escnn.group import directsum
 from torch import nn
 
 from symm_layers.attention import eMultiheadAttention, eRelativePositionalAttention
+from symm_layers.stack import TransformerStack
 from symm_layers.testing import assert_equivariant, group_elements
 from symm_layers.transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
-    TransformerStack,
     eTransformerDecoderLayer,
     eTransformerEncoderLayer,
 )

@@ -23,10 +23,10 @@ from ..mlp import MLP, eMLP
 from ..module import EquivariantModule, StackedAction
 from ..normalization import build_norm, build_plain_norm
 from ..reps import check_representations, check_same_group
+from ..stack import TransformerStack
 from ..transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
-    TransformerStack,
     _exported,
     eTransformerDecoderLayer,
     eTransformerEncoderLayer,
