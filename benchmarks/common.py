@@ -252,6 +252,9 @@ def run_commit() -> str:
     return commit
 
 
+START_COMMIT = run_commit()
+
+
 def collect_meta(cfg: RunConfig, budget: Any, wall_s: float, cpu_share: float) -> dict:
     """Date, versions, machine, device and precision, commit (marked when tracked files differ from it) and the
     run, for ``meta.json``. No machine paths: ``out`` is relative to the repository.
@@ -260,7 +263,7 @@ def collect_meta(cfg: RunConfig, budget: Any, wall_s: float, cpu_share: float) -
     """
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    commit = run_commit()
+    commit = START_COMMIT  # the code this process imported, not what the tree holds when the run ends
     try:
         escnn = importlib.metadata.version("escnn")
     except importlib.metadata.PackageNotFoundError:
