@@ -67,15 +67,22 @@ def _seedwise(frame: pd.DataFrame, label: str, metric: str) -> pd.Series:
     return frame[frame.label == label].set_index("seed")[metric]
 
 
-def _cells_where(raw: pd.DataFrame | None, candidate: str, reference: str, metric: str) -> list[tuple]:
-    """Benchmark cells ``(group, D, B, ratio)`` where ``candidate`` is faster than ``reference`` on ``metric``."""
+#: linear_family's implementation keys before the strategies were named after the registry.
+_LINEAR_KEYS = {"iso_cached": "isotypic_expansion/cached", "iso_uncached": "isotypic_expansion/uncached",
+                "mh_cached": "memory_heavy/cached"}  # fmt: skip
+
+
+def _cells_where(raw: pd.DataFrame | None, candidate: str, reference: str, metric: str,
+                 below: float = 1.0) -> list[tuple]:  # fmt: skip
+    """Benchmark cells ``(group, D, B, ratio)`` where ``candidate`` runs under ``below`` x ``reference``."""
     if raw is None:
         return []
+    raw = raw.assign(implementation=raw.implementation.replace(_LINEAR_KEYS))
     rows = raw[raw.metric == metric].pivot_table(index=["group", "D", "B"], columns="implementation", values="value")
     if candidate not in rows or reference not in rows:
         return []
     ratio = (rows[candidate] / rows[reference]).dropna()
-    return [(*key, r) for key, r in ratio.items() if r < 1]
+    return [(*key, r) for key, r in ratio.items() if r < below]
 
 
 def _cells_text(cells: list[tuple], limit: int = 4) -> str:
@@ -103,8 +110,18 @@ def basis_decision(results: Path) -> Decision:
     if maps is not None:
         rec, flips, interval = maps
         return Decision(axis, rec, flips, "; ".join(filter(None, [interval, regressor])), rests)
+    raw = _raw(results, "linear_family")
+    if raw is not None and "auto/cached" in set(raw.implementation):
+        # The default ``auto`` against every named strategy, cell by cell; a win needs a 5 % margin (noise).
+        wins = {name: _cells_where(raw, f"{name}/cached", "auto/cached", "train_fwd_bwd", 0.95)
+                for name in ("orbit_gather", iso, dense)}  # fmt: skip
+        wins = {name: cells for name, cells in wins.items() if cells}
+        flips = "; ".join(f"`{name}` trains faster than `auto` in {_cells_text(cells)}" for name, cells in wins.items())
+        rec = "`auto` (default: `orbit_gather` for permutation representations up to D≈512, else `isotypic_expansion`)"
+        return Decision(axis, rec, flips or "no measured eLinear cell where a named strategy trains ≥ 5 % faster "
+                        "than `auto`", regressor, f"{rests}, {_link('linear_family')}")  # fmt: skip
     faster = iso if time.mean >= 1 else dense
-    cells = _cells_where(_raw(results, "linear_family"), "mh_cached", "iso_cached", "train_fwd_bwd")
+    cells = _cells_where(raw, f"{dense}/cached", f"{iso}/cached", "train_fwd_bwd")
     flips = (f"`memory_heavy` trains faster in these eLinear cells: {_cells_text(cells)} (largest D where it "
              f"wins: {max(c[1] for c in cells)})" if cells else "no measured eLinear cell where `memory_heavy` trains "
              "faster")  # fmt: skip
@@ -130,7 +147,8 @@ def cache_decision(results: Path) -> Decision:
         return Decision(axis, rec + "; training never reads the cache", flips,
                         "; ".join(filter(None, [interval, study])), rests)  # fmt: skip
     choice = "cached" if ratio.mean >= 1 else "uncached"
-    cells = _cells_where(_raw(results, "linear_family"), "iso_uncached", "iso_cached", "eval_fwd")
+    cells = _cells_where(_raw(results, "linear_family"), "isotypic_expansion/uncached", "isotypic_expansion/cached",
+                         "eval_fwd")  # fmt: skip
     flips = (f"uncached inference is faster in these eLinear cells: {_cells_text(cells)}" if cells else
              "no measured eLinear cell where uncached inference is faster")  # fmt: skip
     rec = f"`{choice}` for inference; training never reads the cache"
