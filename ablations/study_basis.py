@@ -7,7 +7,7 @@ tuning stage); each run has a fresh process, so its memory columns measure that 
 equivariant conditional regressor on the ring-oscillator
 flow-matching task once per (strategy, seed).
 
-    python -m ablations.study_basis [--full] [--strategies isotypic_expansion memory_heavy] [--seeds 3]
+    python -m ablations.study_basis [--full] [--strategies auto orbit_gather isotypic_expansion memory_heavy] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ STUDY = "basis_expansion"
 class Config(SequenceConfig):
     """Basis-expansion study: the equivariant regressor trained under each basis_expansion_scheme."""
 
-    strategies: tuple = ("isotypic_expansion", "memory_heavy")
+    strategies: tuple = ("auto", "orbit_gather", "isotypic_expansion", "memory_heavy")
     lr_grid: tuple = (3e-3,)  # one rate, no tuning: the strategies are the same model (see the module docstring)
 
     MEMORY_IN_FRESH_PROCESS = True
