@@ -127,7 +127,7 @@ def regressor(task: RingOscillators, equivariant: bool, embedding_dim: int, num_
     if equivariant:
         model = eCondTransformerRegressor(x_rep, z_rep, None, **shape, **options)
     else:
-        for equivariant_only in ("basis_expansion_scheme", "weight_cache", "norm_affine", "init_scheme"):
+        for equivariant_only in ("basis_expansion_scheme", "weight_cache", "norm_affine", "init_scheme", "layout"):
             options.pop(equivariant_only, None)
         model = CondTransformerRegressor(x_rep.size, z_rep.size, x_rep.size, **shape, **options)
     return zero_output_head(model) if zero_head else model
