@@ -54,7 +54,8 @@ def jobs(config: Config) -> list[Job]:
 
 
 def run(job: Job) -> list[dict]:
-    return train_forecaster(job, basis_expansion_scheme=job.params["strategy"])
+    # The spatial layout, where every linear map goes through the strategy (spectral maps ignore it).
+    return train_forecaster(job, basis_expansion_scheme=job.params["strategy"], layout="spatial")
 
 
 if __name__ == "__main__":
