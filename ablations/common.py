@@ -263,6 +263,16 @@ def _command(study: str, argv: list[str] | None) -> str:
                                                                         for a in given)])  # fmt: skip
 
 
+def sweep_configs(widths: dict[str, list[int]], train_sizes, params) -> dict[str, dict]:
+    """``{"model/w=W@n=N": params(model, W, N)}`` for every model, each of its widths and every training size."""
+    return {
+        f"{model}/w={width}@n={n}": params(model, width, n)
+        for model, model_widths in widths.items()
+        for width in model_widths
+        for n in train_sizes
+    }
+
+
 def seed_jobs(study: str, seeds: int, configs: dict[str, dict]) -> list[Job]:
     """One job per (label, seed), every job tagged with the current commit."""
     commit = git_commit()

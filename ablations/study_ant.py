@@ -25,7 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .common import ProtocolConfig, final_rows, main, protocol_params, regressor, seed_jobs, train_settings
+from .common import (
+    ProtocolConfig,
+    final_rows,
+    main,
+    protocol_params,
+    regressor,
+    seed_jobs,
+    sweep_configs,
+    train_settings,
+)
 from .study_equivariance import MODELS
 from .sweep import Job
 from .tasks import make_splits
@@ -134,12 +143,8 @@ def jobs(config: Config) -> list[Job]:
     prepare_data(config, max(config.train_sizes))
     shared = {**protocol_params(config), **task_params(config), "num_layers": config.num_layers,
               "heads": config.heads}  # fmt: skip
-    configs = {
-        f"{model}/w={width}@n={n}": {**shared, "model": model, "embedding_dim": width, "train_size": n}
-        for model, model_widths in widths(config).items()
-        for width in model_widths
-        for n in config.train_sizes
-    }
+    configs = sweep_configs(widths(config), config.train_sizes,
+                            lambda m, w, n: {**shared, "model": m, "embedding_dim": w, "train_size": n})  # fmt: skip
     return seed_jobs(STUDY, config.seeds, configs)
 
 

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import final_rows, main, mlp, mlp_equivariance_error, protocol_params, seed_jobs, train_settings
+from .common import (
+    final_rows,
+    main,
+    mlp,
+    mlp_equivariance_error,
+    protocol_params,
+    seed_jobs,
+    sweep_configs,
+    train_settings,
+)
 from .study_ant import AntConfig, parameter_count, prepare_data, task_of, task_params
 from .study_equivariance import MODELS, equal_params_width
 from .sweep import Job
@@ -100,12 +109,8 @@ def widths(config: Config) -> dict[str, list[int]]:
 def jobs(config: Config) -> list[Job]:
     prepare_data(config, max(config.train_sizes), forecast=False)
     shared = {**protocol_params(config), **task_params(config), "layers": config.layers}
-    configs = {
-        f"{model}/w={width}@n={n}": {**shared, "model": model, "hidden": width, "train_size": n}
-        for model, model_widths in widths(config).items()
-        for width in model_widths
-        for n in config.train_sizes
-    }
+    configs = sweep_configs(widths(config), config.train_sizes,
+                            lambda m, w, n: {**shared, "model": m, "hidden": w, "train_size": n})  # fmt: skip
     return seed_jobs(STUDY, config.seeds, configs)
 
 

@@ -27,6 +27,7 @@ from .common import (
     mlp_equivariance_error,
     protocol_params,
     seed_jobs,
+    sweep_configs,
     train_settings,
 )
 from .sweep import Job
@@ -100,12 +101,8 @@ def widths(config: Config) -> dict[str, list[int]]:
 
 def jobs(config: Config) -> list[Job]:
     shared = {**protocol_params(config), "sites": config.sites, "noise": config.noise, "layers": config.layers}
-    configs = {
-        f"{model}/w={width}@n={n}": {**shared, "model": model, "hidden": width, "train_size": n}
-        for model, model_widths in widths(config).items()
-        for width in model_widths
-        for n in config.train_sizes
-    }
+    configs = sweep_configs(widths(config), config.train_sizes,
+                            lambda m, w, n: {**shared, "model": m, "hidden": w, "train_size": n})  # fmt: skip
     return seed_jobs(STUDY, config.seeds, configs)
 
 

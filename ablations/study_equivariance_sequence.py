@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .common import SequenceConfig, main, regressor, seed_jobs, sequence_params, train_sequence_model
+from .common import SequenceConfig, main, regressor, seed_jobs, sequence_params, sweep_configs, train_sequence_model
 from .study_equivariance import MODELS
 from .sweep import Job
 from .tasks import RingOscillators
@@ -69,12 +69,10 @@ def widths(config: Config) -> dict[str, list[int]]:
 
 
 def jobs(config: Config) -> list[Job]:
-    configs = {
-        f"{model}/w={width}@n={n}": sequence_params(config, model=model, embedding_dim=width, train_size=n)
-        for model, model_widths in widths(config).items()
-        for width in model_widths
-        for n in config.train_sizes
-    }
+    def params(model: str, width: int, n: int) -> dict:
+        return sequence_params(config, model=model, embedding_dim=width, train_size=n)
+
+    configs = sweep_configs(widths(config), config.train_sizes, params)
     return seed_jobs(STUDY, config.seeds, configs)
 
 
