@@ -63,6 +63,8 @@ class eAffine(EquivariantModule):
         self.register_constant("copy_of_spectral", decomposition.copy_index, device=device)
         self.num_scale_dof = decomposition.num_copies
         self._spectral_cache = DerivedTensorCache()
+        self._tile_cache = DerivedTensorCache()
+        self._largest_block = max((b.rows.shape[1] for b in decomposition.blocks if not b.is_identity), default=0)
         self.has_bias = bias and self.subspace.dim > 0
         self.num_bias_dof = self.subspace.dim if self.has_bias else 0
         if learnable:
@@ -95,7 +97,7 @@ class eAffine(EquivariantModule):
         if self.learnable:
             if scale_dof is not None or bias_dof is not None:
                 raise ValueError("eAffine(learnable=True) owns its DoFs; build it with learnable=False to pass them")
-            out = self.change.conjugate_scale(input, self.scale_dof.index_select(0, self.copy_of_local))
+            out = self._conjugate(input)
             return out + self.subspace.expand(self.bias_dof) if self.has_bias else out
         else:
             self._check_dof(scale_dof, self.num_scale_dof, "scale_dof")
@@ -104,6 +106,37 @@ class eAffine(EquivariantModule):
         scaled = self.change.to_spectral(input) * scale_dof.index_select(-1, self.copy_of_local)
         out = self.change.from_spectral(scaled)
         return out + self.subspace.expand(bias_dof) if self.has_bias else out
+
+    def _conjugate(self, x: torch.Tensor) -> torch.Tensor:
+        """``Q diag(scales) Q^T x``: per-copy matrices (cached while no graph is recorded), or two structured GEMMs.
+
+        Building the matrices costs ``s^3`` per copy against ``2 s^2`` per row for the two change-of-basis GEMMs,
+        so a recording call with fewer rows than the largest block size ``s`` takes the GEMMs.
+        """
+        if not (torch.is_grad_enabled() and self.scale_dof.requires_grad):
+            return self.change.apply_tiles(x, self._tile_cache.get((self.scale_dof,), self._tiles))
+        if x.numel() >= self._largest_block * self.in_rep.size:
+            return self.change.apply_tiles(x, self._tiles())
+        return self.change.conjugate_scale(x, self.scale_dof.index_select(0, self.copy_of_local))
+
+    def _tiles(self) -> list[torch.Tensor]:
+        return self.change.conjugation_tiles(self.scale_dof.index_select(0, self.copy_of_local))
+
+    def spectral_call(self, normalise, x: torch.Tensor) -> torch.Tensor:
+        """``normalise(x, weight)`` (a torch norm with an elementwise weight) then the bias, in spectral coordinates.
+
+        A call that records autograd adds the bias on the trivial coordinates only (``index_add``); one that does
+        not reads the cached dense weight and bias (see :meth:`spectral_weight_and_bias`).
+        """
+        if torch.is_grad_enabled() and (self.scale_dof.requires_grad or self.has_bias and self.bias_dof.requires_grad):
+            out = normalise(x, self.scale_dof.index_select(0, self.copy_of_spectral))
+            if not self.has_bias:
+                return out
+            shift = self.bias_dof.expand(*out.shape[:-1], self.num_bias_dof)
+            return out.index_add(-1, self.subspace.trivial_columns, shift)
+        weight, bias = self.spectral_weight_and_bias()
+        out = normalise(x, weight)
+        return out if bias is None else out.add_(bias)  # torch's norms do not read their output in backward
 
     def spectral_weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The map in spectral coordinates (:mod:`symm_layers.layout`): elementwise weight ``(D,)`` and bias.

@@ -14,6 +14,21 @@ import torch
 from ._constants import ConstantsModule
 from .reps import IsotypicDecomposition
 
+#: Smallest tile of :meth:`StructuredChangeOfBasis.conjugation_tiles`: blocks smaller than this are merged
+#: block-diagonally (a batched GEMM over 8x8 tiles measured 2.2x slower than over 16x16 ones on CPU).
+MIN_TILE = 16
+#: Largest tile built from its scales by one GEMM against the flattened outer products of the basis columns
+#: (``width^3`` constants); larger tiles are built as ``Q_b diag(scale) Q_b^T``.
+MAX_OUTER_TILE = 64
+
+
+def _merge_factor(count: int, s: int) -> int:
+    """Smallest divisor ``k`` of ``count`` with ``k * s >= MIN_TILE`` (``count`` if none)."""
+    for k in range(1, count + 1):
+        if count % k == 0 and k * s >= MIN_TILE:
+            return k
+    return count
+
 
 class StructuredChangeOfBasis(ConstantsModule):
     """Apply ``Q`` or ``Q^T`` of one representation along the last dimension of a tensor.
@@ -38,6 +53,12 @@ class StructuredChangeOfBasis(ConstantsModule):
             if not block.is_identity:
                 name = f"block_{i}"
                 self.register_constant(name, block.basis, device=device, dtype=dtype)
+                tiled = np.kron(np.eye(_merge_factor(count, block.basis.shape[0])), block.basis)
+                if tiled.shape[0] <= MAX_OUTER_TILE:  # outer[j] = q_j q_j^T, flattened: tiles = scales @ outer
+                    outer = np.einsum("ij,kj->jik", tiled, tiled).reshape(tiled.shape[0], -1)
+                    self.register_constant(f"tile_{i}", outer, device=device, dtype=dtype)
+                else:
+                    self.register_constant(f"tile_{i}", tiled, device=device, dtype=dtype)
             self._segments.append((start, count, s, name))
             start += count * s
         self.rows_are_ordered = bool(np.array_equal(rows, np.arange(self.size)))
@@ -98,6 +119,47 @@ class StructuredChangeOfBasis(ConstantsModule):
             z = (z.view(s, -1, count) * local.view(count, s).mT.unsqueeze(1)).view(s, -1)
             pieces.append((block @ z).mT.reshape(piece.shape))
         y = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        if not self.rows_are_ordered:
+            y = y.index_select(-1, self.from_local_rows)
+        return y
+
+    def conjugation_tiles(self, scale: torch.Tensor) -> list[torch.Tensor]:
+        """``Q diag(scale) Q^T`` as it is applied by :meth:`apply_tiles`, for ``scale`` in local spectral order.
+
+        Per segment: the ``(count * s,)`` scales of an identity block, else the symmetric matrices
+        ``Q_b diag(scale_c) Q_b^T`` of its ``count`` copies, ``k`` at a time merged block-diagonally into
+        ``(count / k, k * s, k * s)`` tiles (``k`` from :data:`MIN_TILE`). Building costs ``count * s^3``
+        multiply-adds, applying ``count * s^2`` per row.
+        """
+        tiles = []
+        for start, count, s, name in self._segments:
+            local = scale[start : start + count * s]
+            if name is None:
+                tiles.append(local)
+                continue
+            basis = getattr(self, "tile_" + name[len("block_") :])
+            width = basis.shape[0]
+            if basis.dim() == 2 and basis.shape[1] == width * width:  # one GEMM from the scales
+                tiles.append((local.view(-1, width) @ basis).view(-1, width, width))
+            else:  # blockdiag(Q_b, ..., Q_b) itself
+                tiles.append((basis * local.view(-1, 1, width)) @ basis.mT)
+        return tiles
+
+    def apply_tiles(self, x: torch.Tensor, tiles: list[torch.Tensor]) -> torch.Tensor:
+        """``Q diag(scale) Q^T x`` along the last dim from :meth:`conjugation_tiles`: one batched GEMM per segment."""
+        if not self.rows_are_ordered:
+            x = x.index_select(-1, self.to_local_rows)
+        rows = x.reshape(-1, self.size)
+        pieces = []
+        for (start, count, s, _), tile in zip(self._segments, tiles, strict=True):
+            piece = rows[:, start : start + count * s]
+            if tile.dim() == 1:
+                pieces.append(piece * tile)
+                continue
+            groups, width = tile.shape[0], tile.shape[1]
+            out = torch.bmm(piece.reshape(-1, groups, width).transpose(0, 1), tile)  # tiles are symmetric
+            pieces.append(out.transpose(0, 1).reshape(-1, count * s))
+        y = (pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)).view(x.shape)
         if not self.rows_are_ordered:
             y = y.index_select(-1, self.from_local_rows)
         return y

@@ -106,13 +106,17 @@ class eRMSNorm(EquivariantModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_features(x)
-        if self.fused_affine or self.spectral_affine:
-            parts = self.affine.spectral_weight_and_bias if self.spectral_affine else self.affine.weight_and_bias
-            weight, bias = parts()
+        if self.spectral_affine:
+            return self.affine.spectral_call(self._rms_norm, x)
+        if self.fused_affine:
+            weight, bias = self.affine.weight_and_bias()
             out = F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
             return out if bias is None else out.add_(bias)  # rms_norm's backward does not read its output
         out = F.rms_norm(x, (self.in_rep.size,), None, self.eps)
         return out if self.affine is None else self.affine(out)
+
+    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        return F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
 
     def export(self) -> nn.Module:
         ref = next(self.buffers())
@@ -194,27 +198,26 @@ class eLayerNorm(EquivariantModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_features(x)
-        shape = (self.in_rep.size,)
         if self.fused_affine:
-            return F.layer_norm(x, shape, *self.affine.weight_and_bias(), self.eps)
-        weight = bias = None
+            return F.layer_norm(x, (self.in_rep.size,), *self.affine.weight_and_bias(), self.eps)
         if self.spectral_affine:
-            weight, bias = self.affine.spectral_weight_and_bias()
+            return self.affine.spectral_call(self._normalise, x)
+        out = self._normalise(x, None)
+        return out if self.affine is None else self.affine(out)
+
+    def _normalise(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        """Centre, divide by the RMS and multiply by the elementwise ``weight`` (or none)."""
+        shape = (self.in_rep.size,)
         if self.centring == "mean":
-            out = F.layer_norm(x, shape, None, None, self.eps)
-        elif self.centring == "projection" and self.layout == "spectral":
+            return F.layer_norm(x, shape, weight, None, self.eps)
+        if self.centring == "projection" and self.layout == "spectral":
             # The direction lives on the trivial coordinates: one small gather, then one index_add pass over x.
             trivial = x.index_select(-1, self.trivial_columns)
             shift = (trivial @ self.trivial_direction).unsqueeze(-1) * self.trivial_direction
-            out = F.rms_norm(x.index_add(-1, self.trivial_columns, shift, alpha=-1.0), shape, weight, self.eps)
-        elif self.centring == "projection":
-            centred = x - (x @ self.direction).unsqueeze(-1) * self.direction
-            out = F.rms_norm(centred, shape, weight, self.eps)
-        else:
-            out = F.rms_norm(x, shape, weight, self.eps)
-        if self.spectral_affine:
-            return out if bias is None else out.add_(bias)
-        return out if self.affine is None else self.affine(out)
+            return F.rms_norm(x.index_add(-1, self.trivial_columns, shift, alpha=-1.0), shape, weight, self.eps)
+        if self.centring == "projection":
+            x = x - (x @ self.direction).unsqueeze(-1) * self.direction
+        return F.rms_norm(x, shape, weight, self.eps)
 
     def export(self) -> nn.Module:
         size, device, dtype = self.in_rep.size, self.direction.device, self.direction.dtype
