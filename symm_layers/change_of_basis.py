@@ -54,6 +54,7 @@ class StructuredChangeOfBasis(ConstantsModule):
                 name = f"block_{i}"
                 self.register_constant(name, block.basis, device=device, dtype=dtype)
                 tiled = np.kron(np.eye(_merge_factor(count, block.basis.shape[0])), block.basis)
+                self.register_constant(f"merged_{i}", tiled, device=device, dtype=dtype)
                 if tiled.shape[0] <= MAX_OUTER_TILE:  # outer[j] = q_j q_j^T, flattened: tiles = scales @ outer
                     outer = np.einsum("ij,kj->jik", tiled, tiled).reshape(tiled.shape[0], -1)
                     self.register_constant(f"tile_{i}", outer, device=device, dtype=dtype)
@@ -78,11 +79,10 @@ class StructuredChangeOfBasis(ConstantsModule):
                 block = getattr(self, name)
                 if dim == 0:  # rows of a matrix: (count, s, rest) with the block on the left
                     piece = ((block if transpose else block.mT) @ piece.reshape(count, s, -1)).reshape(count * s, -1)
-                else:
-                    # (block^T @ rows^T)^T: MKL runs this (M = s, N = rows) shape ~3x faster than rows @ block.
-                    flat = piece.reshape(-1, s)
-                    flat = ((block if transpose else block.mT) @ flat.mT).mT
-                    piece = flat.reshape(*piece.shape)
+                else:  # blocks merged to >= MIN_TILE columns: rows @ blockdiag(Q_b, ...) (2.5x faster than 8 wide)
+                    merged = self._buffers["merged_" + name[len("block_") :]]
+                    flat = piece.reshape(-1, merged.shape[0])
+                    piece = (flat @ (merged.mT if transpose else merged)).view(piece.shape)
             pieces.append(piece)
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=dim)
 

@@ -96,11 +96,18 @@ class IsotypicExpansion(HomBasisStrategy):
         per_row = dof.dim() > 1
         z = self.domain_cob.to_spectral(x.reshape(-1, self.in_size)).index_select(1, self.in_gather)
         dof = dof.reshape(z.shape[0], self.dim) if per_row else dof
-        rows, pieces, start = z.shape[0], [], 0
+        rows, pieces = z.shape[0], []
+        # split, not slices: the backward of one split is one cat, of each slice a zero-filled (rows, D) tensor
+        parts = z.split([m_in * d for _, (_, m_in, _), d, _, _ in self._segments], dim=1)
         for k, (dof_slice, (m_out, m_in, e), d, _, _) in enumerate(self._segments):
-            zk = z[:, start : start + m_in * d].view(rows, m_in, d)
-            start += m_in * d
+            zk = parts[k].view(rows, m_in, d)
             theta = dof[..., dof_slice].unflatten(-1, (m_out, m_in * e))  # (m_out, m_in e) or (rows, m_out, m_in e)
+            if e == d > 1 and not per_row:
+                # Complex-type irreps: the block W_k (m_out d x m_in d) costs the same per row as the factored
+                # product below, and saves its two re-layouts of the activations.
+                block = torch.einsum("ijb,bpq->ipjq", theta.view(m_out, m_in, e), getattr(self, f"endo_{k}"))
+                pieces.append(F.linear(zk.reshape(rows, m_in * d), block.reshape(m_out * d, m_in * d)))
+                continue
             if d == 1 and e == 1:  # the only endomorphism is +-1 and was normalised to +1
                 u = zk.view(rows, 1, m_in)
             else:
