@@ -22,18 +22,21 @@ Steps, all inside a temporary directory (this repository's history is never touc
 Sampling. The suites' benchmarks have per-call setup hooks, so asv_runner times one call per sample; with several
 rounds its default takes at most 5 samples per round. ``-a repeat=200`` takes 200 per round (a few tens of ms), and
 ten interleaved rounds, each a fresh process per commit, put 2000 samples per benchmark and commit into the median
-that asv compares, so a round in which another job thrashed the caches (seen: one round of eLayerNorm's train step
-at 2.2x) does not move it. asv flags a benchmark when its median ratio passes ``--factor`` and a Mann-Whitney test
-says the samples differ; ``--factor 1.15`` (about the square root of 1.3) leaves the same margin on both sides.
+that asv compares, so a round in which another job thrashed the caches (seen: a round whose median of eLayerNorm's
+train step was 2.2x the pooled one) does not move it. asv flags a benchmark when its median ratio passes
+``--factor`` and a Mann-Whitney test says the samples differ; ``--factor 1.15`` (about the square root of 1.3)
+leaves the same margin on both sides.
 
-Measured on the 2-core machine shared with other benchmark and training jobs (load average ~4), the settings above,
-three runs: the slowed eval forward 1.30, 1.30 and 1.30; the nine unrelated benchmarks of those runs between 0.93
-and 1.01 (the widest, eLayerNorm's train step, 0.93 and 0.95). With the previous sampling (``-a rounds=6`` alone,
-30 samples) at the same factor, one run flagged eLayerNorm's train step at 1.25 and measured eBatchNorm at 0.90.
+Measured on the 2-core machine shared with other benchmark and training jobs (load average 3-4), the settings
+above, four runs (two of this script, two of the same asv command before the attention twin joined the subset):
+the slowed eval forward 1.30, 1.30, 1.30 and 1.32; every unrelated benchmark between 0.93 and 1.02 (the widest,
+eLayerNorm's train step: 0.93, 0.95, 0.98, 1.00); eRMSNorm's train step 1.11-1.20, never flagged. With the previous
+sampling (``-a rounds=6`` alone, 30 samples) at the same factor, one run flagged eLayerNorm's train step at 1.25 and
+measured eBatchNorm's eval forward at 0.90.
 No ``taskset``: the samples are the thread's CPU time, so waiting for a core is already left out.
 
 asv builds one virtualenv in the clone (about a minute; the wheels come from pip's cache or find-links), then runs
-every benchmark at both commits in interleaved rounds (about three minutes for the twelve benchmarks).
+every benchmark at both commits in interleaved rounds (4-5 minutes in all for the twelve benchmarks).
 """
 
 from __future__ import annotations
