@@ -89,7 +89,8 @@ ROW = re.compile(r"^\|\s*([-+!x* ]?)\s*\|[^|]*\|[^|]*\|\s*(\S*)\s*\|\s*(\S.*?)\s
 
 def sh(cmd: list[str], cwd: Path, log: list[str]) -> subprocess.CompletedProcess:
     """Run ``cmd``, keep its command line and output in ``log``."""
-    log.append("$ " + " ".join(cmd))
+    shown = ["python" if part == sys.executable else part for part in cmd]  # no machine paths in the log
+    log.append("$ " + " ".join(shown))
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
 
 
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="symm_regression_demo_"))
     try:
         clone, base, slowed = make_clone(workdir, args.slowdown)
-        log.append(f"clone of {REPO} at {base[:12]}; slowed commit {slowed[:12]} ({args.slowdown}x eRMSNorm.forward)")
+        what = f"slowed commit {slowed[:12]} ({args.slowdown}x eRMSNorm.forward)"
+        log.append(f"clone of this repository at {base[:12]}; {what}")
         asv = [sys.executable, "-m", "asv"]
         if not Path(os.path.expanduser("~/.asv-machine.json")).exists():
             sh([*asv, "machine", "--yes"], clone, log)
