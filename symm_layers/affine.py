@@ -125,18 +125,13 @@ class eAffine(EquivariantModule):
     def spectral_call(self, normalise, x: torch.Tensor) -> torch.Tensor:
         """``normalise(x, weight)`` (a torch norm with an elementwise weight) then the bias, in spectral coordinates.
 
-        A call that records autograd adds the bias on the trivial coordinates only (``index_add``); one that does
-        not reads the cached dense weight and bias (see :meth:`spectral_weight_and_bias`).
+        With a bias: ``addcmul(bias, normalise(x, None), weight)``, one pass for scale and shift (torch's norms
+        apply their weight in a pass of their own, so this is as fast as the norm with a weight alone).
         """
-        if torch.is_grad_enabled() and (self.scale_dof.requires_grad or self.has_bias and self.bias_dof.requires_grad):
-            out = normalise(x, self.scale_dof.index_select(0, self.copy_of_spectral))
-            if not self.has_bias:
-                return out
-            shift = self.bias_dof.expand(*out.shape[:-1], self.num_bias_dof)
-            return out.index_add(-1, self.subspace.trivial_columns, shift)
         weight, bias = self.spectral_weight_and_bias()
-        out = normalise(x, weight)
-        return out if bias is None else out.add_(bias)  # torch's norms do not read their output in backward
+        if bias is None:
+            return normalise(x, weight)
+        return torch.addcmul(bias, normalise(x, None), weight)
 
     def spectral_weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The map in spectral coordinates (:mod:`symm_layers.layout`): elementwise weight ``(D,)`` and bias.

@@ -110,8 +110,9 @@ class eRMSNorm(EquivariantModule):
             return self.affine.spectral_call(self._rms_norm, x)
         if self.fused_affine:
             weight, bias = self.affine.weight_and_bias()
-            out = F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
-            return out if bias is None else out.add_(bias)  # rms_norm's backward does not read its output
+            if bias is None:
+                return F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
+            return torch.addcmul(bias, F.rms_norm(x, (self.in_rep.size,), None, self.eps), weight)
         out = F.rms_norm(x, (self.in_rep.size,), None, self.eps)
         return out if self.affine is None else self.affine(out)
 

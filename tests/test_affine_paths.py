@@ -1,4 +1,4 @@
-"""eAffine's fast paths against their references: tiled conjugation and the spectral index_add bias."""
+"""eAffine's fast paths against their references: tiled conjugation and the spectral weight and bias."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_spectral_bias_paths_agree(cls, case, dtype):
     rep = rep_pair(case)[0]
     norm = cls(rep, layout="spectral", init_scheme="random", dtype=dtype)
     x = torch.randn(5, 2, rep.size, dtype=dtype)
-    recorded = norm(x)  # index_add of the bias on the trivial coordinates
+    recorded = norm(x)  # weight and bias built in the call
     assert recorded.requires_grad
     with torch.no_grad():  # cached dense weight and bias
         torch.testing.assert_close(norm(x), recorded.detach())
