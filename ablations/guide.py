@@ -158,6 +158,17 @@ def cache_decision(results: Path) -> Decision:
     return Decision(axis, rec, flips, study, f"{rests}, {_link('linear_family')}")
 
 
+def layout_decision(results: Path) -> Decision:
+    """Feature layout (``layout=``): from the decision maps only (no ablation trains it as an axis)."""
+    axis = "feature layout (`layout`)"
+    maps = guide_maps.row(results, "layout")
+    if maps is None:
+        return Decision(axis, "no data yet", "", "", "`python benchmarks/decision_maps.py` writes `decision_maps/`")
+    rec, flips, interval = maps
+    return Decision(axis, rec + "; the same DoFs give the same function in both", flips, interval,
+                    guide_maps.source(results))  # fmt: skip
+
+
 def _norm_best(frame: pd.DataFrame) -> dict:
     """Per depth: the best configuration, the runner-up and their paired comparison."""
     out = {}
@@ -304,6 +315,7 @@ def decisions(results: Path) -> list[Decision]:
     return [
         basis_decision(results),
         cache_decision(results),
+        layout_decision(results),
         norm_decision(results),
         affine_decision(results),
         equivariance_decision(results, "equivariant_vs_plain", "equivariant vs plain, MLP (ring regression)"),

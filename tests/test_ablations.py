@@ -359,6 +359,19 @@ def test_guide_basis_and_cache_rows_use_the_decision_maps_when_present(tmp_path)
     assert "`uncached` (decision maps" in cache and "source: decision maps" in cache
 
 
+def test_guide_layout_row_comes_from_the_decision_maps(tmp_path):
+    (tmp_path / "decision_maps").mkdir()
+    cells = _decision_map_cells("layout", {"spatial": 1.4, "spectral": 1.1})
+    pd.DataFrame(cells).to_csv(tmp_path / "decision_maps" / "raw.csv", index=False)
+    rows = [line for line in guide.write(tmp_path).read_text().splitlines() if line.startswith("| ")]
+    layout = next(line for line in rows if line.startswith("| feature layout"))
+    assert "`spectral` (decision maps: wins 1 of 1" in layout and "source: decision maps" in layout
+
+
+def test_guide_layout_row_says_no_data_without_decision_maps(tmp_path):
+    assert guide.layout_decision(tmp_path).recommendation == "no data yet"
+
+
 def test_guide_names_linear_family_as_the_source_without_decision_maps(tiny_study, tmp_path):
     from ablations import guide_maps
 
