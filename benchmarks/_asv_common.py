@@ -6,7 +6,8 @@ Not a suite: asv imports every module under ``benchmarks/``, and the only benchm
 Conventions (numpy/scipy asv style):
 
 - every suite has an ``impl`` axis with the plain-torch twin (``"torch"``) beside each strategy;
-- quick grids by default, the full grid with ``SYMM_BENCH_FULL=1`` in the environment;
+- quick grids by default, the full grid with ``SYMM_BENCH_FULL=1`` in the environment and the small grid of
+  ``make results`` with ``SYMM_BENCH_SMALL=1`` (groups C8 and ico, the first quick value of every other axis);
 - ``time_*`` and ``peakmem_*`` are CPU measurements (1 thread, float32); GPU timings are ``track_cuda_*_ms``
   (``torch.utils.benchmark.Timer``, which synchronises the device) and GPU memory ``track_cuda_forward_peak_bytes``;
 - a combination that cannot run (no GPU, a dense basis over the limit, heads splitting an irrep copy) is skipped,
@@ -44,7 +45,12 @@ from .common import regular_rep as regular_rep  # re-exported for the suites
 __all__ = ["Case", "clear_layer_memos", "make_case", "randn", "strategy"]  # re-exported from .cases
 
 FULL = os.environ.get("SYMM_BENCH_FULL") == "1"
-GROUPS = ["C8", "D8", "ico"]
+#: The smoke-sized grid of ``make results`` (its whole pipeline fits in ~25 min on 2 cores): every suite, strategy and
+#: metric, on the smallest and the largest group and the first quick value of the size axes. The published tables
+#: (``make results-full``) use the quick grid.
+SMALL = not FULL and os.environ.get("SYMM_BENCH_SMALL") == "1"
+GRID = "full" if FULL else "small" if SMALL else "quick"
+GROUPS = ["C8", "ico"] if SMALL else ["C8", "D8", "ico"]
 DEVICES = ["cpu", "cuda"]
 BASELINE = "torch"
 #: ``basis_expansion_scheme/weight_cache`` of the layers that take both, beside the plain-torch twin: the default
@@ -72,8 +78,9 @@ CPU_TIMER = time.thread_time
 
 
 def grid(quick: list, full: list) -> list:
-    """The values of one parameter axis: ``full`` when ``SYMM_BENCH_FULL=1``, else ``quick``."""
-    return list(full if FULL else quick)
+    """The values of one parameter axis: ``full`` when ``SYMM_BENCH_FULL=1``, the first of ``quick`` when
+    ``SYMM_BENCH_SMALL=1``, else ``quick``."""
+    return list(full if FULL else quick[:1] if SMALL else quick)
 
 
 def _warm_up() -> None:
