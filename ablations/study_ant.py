@@ -71,7 +71,7 @@ class Config(AntConfig):
     match_params: bool = True
     num_layers: int = 2
     heads: int = 2
-    steps: int = 400
+    steps: int = 250
     eval_every: int = 50
 
     FULL = {**AntConfig.FULL, "train_sizes": (64, 256, 1024, 4096), "steps": 3000, "eval_every": 100, "patience": 5,
