@@ -66,7 +66,7 @@ class Config(AntConfig):
 
     models: tuple = tuple(MODELS)
     train_sizes: tuple = (128, 2048)
-    equivariant_widths: tuple = (32, 64)
+    equivariant_widths: tuple = (32,)
     plain_widths: tuple = ()
     match_params: bool = True
     num_layers: int = 2

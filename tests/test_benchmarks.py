@@ -99,6 +99,14 @@ def test_asv_grid_follows_the_grid_variables(monkeypatch, small, full, expected)
     assert _asv_common.grid([64, 256], [64, 256, 1024]) == expected
 
 
+def test_asv_small_grid_takes_an_axis_own_small_values(monkeypatch):
+    from benchmarks import _asv_common
+
+    monkeypatch.setattr(_asv_common, "SMALL", True)
+    monkeypatch.setattr(_asv_common, "FULL", False)
+    assert _asv_common.grid([64, 256], [64, 256, 1024], small=[256]) == [256]
+
+
 def test_asv_tables_command_names_the_small_grid(monkeypatch):
     from benchmarks import asv_tables
 
