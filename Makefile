@@ -17,14 +17,22 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# Never writes results/: everything goes to $(QUICK)/ (ignored by git). Last, asv and linear_family.py are compared
-# on the cells both measure (benchmarks/agreement.py: fails only if one differs by more than 25 %).
+# Never writes results/: everything goes to $(QUICK)/ (ignored by git; asv's raw data to .asv/, the Ant rollouts to
+# data/). ~20 min on 2 cores: asv on its small grid (SYMM_BENCH_SMALL=1), the quick profile of every script. Last,
+# asv and linear_family.py are compared on the cells both measure (benchmarks/agreement.py: fails only if one
+# differs by more than 25 %).
 results: $(STAMP) asv-machine
-	$(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
+	@echo "== make results [1/6] asv, small grid (asv prints its progress)"
+	SYMM_BENCH_SMALL=1 $(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
+	@echo "== make results [2/6] linear_family.py"
 	$(PY) benchmarks/linear_family.py --profile quick --out $(QUICK)/linear_family
+	@echo "== make results [3/6] layer_family.py"
 	$(PY) benchmarks/layer_family.py --profile quick --out $(QUICK)/layer_family
+	@echo "== make results [4/6] decision_maps.py"
 	$(PY) benchmarks/decision_maps.py --profile quick --out $(QUICK)/decision_maps
+	@echo "== make results [5/6] ablation studies"
 	$(PY) -m ablations.run_all --results $(QUICK)
+	@echo "== make results [6/6] asv vs linear_family agreement"
 	$(PY) benchmarks/agreement.py --asv $(QUICK)/asv --family $(QUICK)/linear_family
 
 # Everything published in results/, from one commit (a clean tree). Resumes: a benchmark step whose output is

@@ -71,7 +71,7 @@ class ProtocolConfig:
 
     seeds: int = 3
     tune_seeds: int = 1
-    lr_grid: tuple = (1e-3, 3e-3, 1e-2)
+    lr_grid: tuple = (3e-3, 1e-2)
     steps: int = 400
     eval_every: int = 25
     patience: int = 4
@@ -81,7 +81,7 @@ class ProtocolConfig:
     eval_size: int = 256
     device: str = "cpu"
 
-    FULL = {"seeds": 5, "tune_seeds": 2}
+    FULL = {"seeds": 5, "tune_seeds": 2, "lr_grid": (1e-3, 3e-3, 1e-2)}
 
 
 #: Job parameters that :func:`train_settings` turns into a :class:`~ablations.train.TrainConfig`.
@@ -287,7 +287,7 @@ class SequenceConfig(ProtocolConfig):
     ``FULL`` holds the overrides of ``--full``; a study's own ``Config`` adds its axis (strategies, modes, ...).
     """
 
-    steps: int = 300
+    steps: int = 150
     sites: int = 8
     train_size: int = 2048
     embedding_dim: int = 64

@@ -44,13 +44,16 @@ def run(argv: list[str] | None = None) -> None:
                  "--gpus", str(args.gpus), "--device", args.device]  # fmt: skip
     forwarded += (["--full"] if args.full else []) + (["--no-progress"] if args.no_progress else [])
     forwarded += ["--ray-address", args.ray_address] if args.ray_address else []
-    for study in args.only:
+    begin = time.perf_counter()
+    for index, study in enumerate(args.only, 1):
+        print(f"[{index}/{len(args.only)}] {study} ({'full' if args.full else 'quick'} profile)", flush=True)
         module = importlib.import_module(STUDY_MODULES[study])
         start = time.perf_counter()
         argv = [*forwarded, "--out", str(args.results / study)]
         out = main(module.STUDY, module.Config, module.jobs, module.run, argv)
         print(f"{study}: {time.perf_counter() - start:.0f} s -> {display_path(out)}", flush=True)
     print(display_path(guide.write(args.results)))
+    print(f"{len(args.only)} studies in {time.perf_counter() - begin:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,12 +66,12 @@ class Config(AntConfig):
 
     models: tuple = tuple(MODELS)
     train_sizes: tuple = (128, 2048)
-    equivariant_widths: tuple = (32, 64)
+    equivariant_widths: tuple = (32,)
     plain_widths: tuple = ()
     match_params: bool = True
     num_layers: int = 2
     heads: int = 2
-    steps: int = 1000
+    steps: int = 250
     eval_every: int = 50
 
     FULL = {**AntConfig.FULL, "train_sizes": (64, 256, 1024, 4096), "steps": 3000, "eval_every": 100, "patience": 5,

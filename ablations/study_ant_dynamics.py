@@ -51,7 +51,7 @@ class Config(AntConfig):
     plain_widths: tuple = ()
     match_params: bool = True
     layers: int = 2
-    steps: int = 2000
+    steps: int = 800
     batch_size: int = 64
     eval_every: int = 50
     patience: int = 5

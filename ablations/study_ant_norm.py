@@ -32,7 +32,7 @@ class Config(AntConfig):
     train_size: int = 2048
     embedding_dim: int = 64
     heads: int = 2
-    steps: int = 400
+    steps: int = 200
 
     FULL = {**AntConfig.FULL, "steps": 3000, "eval_every": 100, "patience": 5, "train_size": 4096,
             "placements": ("pre", "post"), "depths": (2, 4)}  # fmt: skip

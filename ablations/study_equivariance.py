@@ -56,7 +56,7 @@ class Config(ProtocolConfig):
     noise: float = 0.05
     layers: int = 2
     eval_size: int = 1024
-    steps: int = 1000
+    steps: int = 500
     batch_size: int = 64
     eval_every: int = 50
     patience: int = 5

@@ -30,7 +30,7 @@ class Config(SequenceConfig):
     norms: tuple = ("rmsnorm", "layernorm")
     placements: tuple = ("pre", "post")
     affines: tuple = ("isotypic", "diagonal")
-    depths: tuple = (1, 2)
+    depths: tuple = (2,)
 
     FULL = {**SequenceConfig.FULL, "norms": ("rmsnorm", "layernorm", "batchnorm"), "depths": (2, 4)}
 

@@ -6,7 +6,8 @@ Not a suite: asv imports every module under ``benchmarks/``, and the only benchm
 Conventions (numpy/scipy asv style):
 
 - every suite has an ``impl`` axis with the plain-torch twin (``"torch"``) beside each strategy;
-- quick grids by default, the full grid with ``SYMM_BENCH_FULL=1`` in the environment;
+- quick grids by default, the full grid with ``SYMM_BENCH_FULL=1`` in the environment and the small grid of
+  ``make results`` with ``SYMM_BENCH_SMALL=1`` (groups C8 and D8, one value of every other axis, one asv round);
 - ``time_*`` and ``peakmem_*`` are CPU measurements (1 thread, float32); GPU timings are ``track_cuda_*_ms``
   (``torch.utils.benchmark.Timer``, which synchronises the device) and GPU memory ``track_cuda_forward_peak_bytes``;
 - a combination that cannot run (no GPU, a dense basis over the limit, heads splitting an irrep copy) is skipped,
@@ -44,7 +45,13 @@ from .common import regular_rep as regular_rep  # re-exported for the suites
 __all__ = ["Case", "clear_layer_memos", "make_case", "randn", "strategy"]  # re-exported from .cases
 
 FULL = os.environ.get("SYMM_BENCH_FULL") == "1"
-GROUPS = ["C8", "D8", "ico"]
+#: The smoke-sized grid of ``make results`` (its whole pipeline fits in ~25 min on 2 cores): every suite, strategy and
+#: metric, on a cyclic and a dihedral group (at D = 64 ico's one regular copy cannot split into the attention suites'
+#: heads; ico is left to the quick grid and to the other steps of make results), one value of each size axis (see
+#: :func:`grid`) and one asv round of the ``time_*`` benchmarks (``FamilySuite.rounds``). The published tables
+#: (``make results-full``) use the quick grid.
+SMALL = not FULL and os.environ.get("SYMM_BENCH_SMALL") == "1"
+GROUPS = ["C8", "D8"] if SMALL else ["C8", "D8", "ico"]
 DEVICES = ["cpu", "cuda"]
 BASELINE = "torch"
 #: ``basis_expansion_scheme/weight_cache`` of the layers that take both, beside the plain-torch twin: the default
@@ -71,9 +78,12 @@ CUDA_MIN_RUN_S = 0.2
 CPU_TIMER = time.thread_time
 
 
-def grid(quick: list, full: list) -> list:
-    """The values of one parameter axis: ``full`` when ``SYMM_BENCH_FULL=1``, else ``quick``."""
-    return list(full if FULL else quick)
+def grid(quick: list, full: list, small: list | None = None) -> list:
+    """The values of one parameter axis: ``full`` when ``SYMM_BENCH_FULL=1``; when ``SYMM_BENCH_SMALL=1``, ``small``
+    (default: the first value of ``quick``); else ``quick``."""
+    if FULL:
+        return list(full)
+    return list(quick[:1] if small is None else small) if SMALL else list(quick)
 
 
 def _warm_up() -> None:
@@ -197,6 +207,9 @@ class FamilySuite(abc.ABC):
     params: list[list]
     param_names: list[str]
     timeout = 300
+    #: asv's rounds of the ``time_*`` benchmarks (each round a separate process per cell, its share of the samples):
+    #: asv's default 2, one on the small grid (the same calibrated samples, half the processes and case builds).
+    rounds = 1 if SMALL else 2
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

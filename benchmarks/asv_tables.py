@@ -28,6 +28,7 @@ import datetime
 import itertools
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -38,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "asv"
 BASELINE = "torch"
 COMMAND = "make asv-results ASV_OUT={out} (in make results and make results-full: asv on the working tree, then this)"
+#: The environment variables that choose asv's grid (``_asv_common``): shown before the command when set.
+GRID_VARIABLES = ("SYMM_BENCH_FULL", "SYMM_BENCH_SMALL")
 #: Metric titles in display order; metrics not listed are appended in name order.
 TITLES = {
     "time_eval_forward": "eval forward, CPU",
@@ -152,6 +155,12 @@ def _iso(ms: float | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _grid_prefix() -> str:
+    """``"SYMM_BENCH_SMALL=1 "`` and the like: the grid variables of this process (``make asv-results`` passes its
+    environment to asv and to this script alike)."""
+    return "".join(f"{name}=1 " for name in GRID_VARIABLES if os.environ.get(name) == "1")
+
+
 def describe(result, results_dir: Path, out: Path = OUT) -> dict:
     """Provenance of one result file: machine, versions, commit, dates, environment and the regenerating command."""
     import asv
@@ -160,6 +169,7 @@ def describe(result, results_dir: Path, out: Path = OUT) -> dict:
     machine = json.loads(machine_file.read_text()) if machine_file.exists() else {}
     machine.pop("version", None)
     existing = result.env_name.startswith("existing")
+    grid = _grid_prefix() if existing else ""
     shown = out.resolve().relative_to(REPO).as_posix() if out.resolve().is_relative_to(REPO) else f".../{out.name}"
     if existing:  # --python=same: asv used its own interpreter, the one running this script in `make results`
         import importlib.metadata
@@ -178,7 +188,7 @@ def describe(result, results_dir: Path, out: Path = OUT) -> dict:
         "run_date": _iso(_run_started(result)),
         "environment": "the working tree in the current environment (--python=same)" if existing
         else f"a clean checkout of the commit in asv's virtualenv {result.env_name}",
-        "command": COMMAND.format(out=shown) if existing else f"asv run {result.commit_hash[:8]}^! && python "
+        "command": grid + COMMAND.format(out=shown) if existing else f"asv run {result.commit_hash[:8]}^! && python "
         f"benchmarks/asv_tables.py --commit {result.commit_hash[:8]} --out {shown}",
         "rerender": f"python benchmarks/asv_tables.py --from-raw --out {shown}",
         "timer": TIMER,

@@ -263,7 +263,7 @@ def measure(cfg: Config) -> None:
     commit = common.run_commit()
     rows = load_finished(cfg, commit)
     done = {tuple(str(r[k]) for k in RAW_KEYS) for r in rows}
-    skipped = []
+    skipped, blocks = [], []
     for name in grid.axes:
         for layer in AXES[name].layers:
             usable, missing = candidates(name, layer)
@@ -271,13 +271,13 @@ def measure(cfg: Config) -> None:
             if len(usable) < 2:
                 common.log(f"[{name} {layer}] only {', '.join(usable)} available: nothing to decide, not measured")
                 continue
-            for group in grid.groups:
-                for d_target in grid.dims:
-                    if (name, layer, group, str(d_target)) in done:
-                        continue
-                    rows += measure_block(cfg, name, layer, group, d_target, usable)
-                    gc.collect()
-                    save(cfg, rows, skipped, start, cpu_start, commit, partial=True)
+            blocks += [(name, layer, group, d_target, usable) for group in grid.groups for d_target in grid.dims
+                       if (name, layer, group, str(d_target)) not in done]  # fmt: skip
+    for index, (name, layer, group, d_target, usable) in enumerate(blocks, 1):
+        common.log(f"({index}/{len(blocks)}) {name} {layer} {group} D~{d_target}")
+        rows += measure_block(cfg, name, layer, group, d_target, usable)
+        gc.collect()
+        save(cfg, rows, skipped, start, cpu_start, commit, partial=True)
     save(cfg, rows, skipped, start, cpu_start, commit, partial=False)
 
 

@@ -96,7 +96,7 @@ class Budget:
 
 
 #: short: a time-boxed run (the one-shot GPU script); smoke: does it run at all (CI), no meaningful figures.
-PROFILES = {"quick": Budget(11, 0.1, 5), "full": Budget(25, 0.25, 7), "short": Budget(5, 0.03, 3),
+PROFILES = {"quick": Budget(7, 0.05, 5), "full": Budget(25, 0.25, 7), "short": Budget(5, 0.03, 3),
             "smoke": Budget(2, 0.002, 2)}  # fmt: skip
 
 
@@ -503,18 +503,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         cfg.placement.apply_precision()
         start, cpu_start, rows = time.perf_counter(), time.process_time(), []
-        for family, (_, groups) in FAMILIES.items():
-            if family not in cfg.families:
-                continue
-            for group in (g for g in groups if g in cfg.groups):
-                for comparison in BUILDERS[family](group, cfg.placement):
-                    rows += measure(cfg, family, group, comparison)
-                gc.collect()
-                wall = time.perf_counter() - start
-                partial = common.collect_meta(
-                    cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
-                )
-                common.save_run(cfg.out, rows, {**partial, "setup": SETUP, "partial": True})  # kept if cut short
+        blocks = [(f, g) for f, (_, groups) in FAMILIES.items() if f in cfg.families for g in groups if g in cfg.groups]
+        for index, (family, group) in enumerate(blocks, 1):
+            common.log(f"({index}/{len(blocks)}) {family} {group}")
+            for comparison in BUILDERS[family](group, cfg.placement):
+                rows += measure(cfg, family, group, comparison)
+            gc.collect()
+            wall = time.perf_counter() - start
+            partial = common.collect_meta(cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall)
+            common.save_run(cfg.out, rows, {**partial, "setup": SETUP, "partial": True})  # kept if cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)
         meta = common.collect_meta(cfg, PROFILES[cfg.profile], time.perf_counter() - start, cpu_share)
         meta["timer"] = common.CLOCKS[cfg.clock][1]

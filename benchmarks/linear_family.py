@@ -78,7 +78,7 @@ class Budget:
 
 #: short: a time-boxed run (the one-shot GPU script); smoke: does it run at all (CI), no meaningful figures.
 PROFILES = {
-    "quick": Budget(7, 15, 0.05, 5, 3),
+    "quick": Budget(5, 9, 0.03, 5, 3),
     "full": Budget(11, 31, 0.2, 7, 5),
     "short": Budget(5, 7, 0.02, 3, 0),
     "smoke": Budget(2, 2, 0.002, 2, 0),
@@ -470,16 +470,15 @@ def main(argv: list[str] | None = None) -> None:
         common.log(f"timer: {common.CLOCKS[cfg.clock][1]}")
         cfg.placement.apply_precision()
         start, cpu_start, rows = time.perf_counter(), time.process_time(), []
-        for group in cfg.groups:
-            for d_target in cfg.dims:
-                rows += measure_cell(cfg, group, d_target)
-                gc.collect()
-                wall = time.perf_counter() - start
-                partial = common.collect_meta(
-                    cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall
-                )
-                timer = common.CLOCKS[cfg.clock][1]
-                common.save_run(cfg.out, rows, {**partial, "timer": timer, "partial": True})  # kept if cut short
+        cells = list(itertools.product(cfg.groups, cfg.dims))
+        for index, (group, d_target) in enumerate(cells, 1):
+            common.log(f"({index}/{len(cells)}) {group} D~{d_target}")
+            rows += measure_cell(cfg, group, d_target)
+            gc.collect()
+            wall = time.perf_counter() - start
+            partial = common.collect_meta(cfg, PROFILES[cfg.profile], wall, (time.process_time() - cpu_start) / wall)
+            timer = common.CLOCKS[cfg.clock][1]
+            common.save_run(cfg.out, rows, {**partial, "timer": timer, "partial": True})  # kept if cut short
         cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - start)  # of the grid, not the probe
         if cfg.checks_targets:  # the probe measures host memory of a CPU float32 build
             rows += measure_probe(PROFILES[cfg.profile].probe_runs)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary
-from ablations.common import main, regressor
-from ablations.stats import bootstrap_ci, paired
+from ablations.common import STUDY_MODULES, main, regressor
+from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
 from ablations.sweep import Job, run_sweep, select_lr, tuned_sweep
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
 from ablations.train import EarlyStopping, FlowMatching, Regression, TrainConfig, evaluate, fit
@@ -377,3 +377,11 @@ def test_guide_names_linear_family_as_the_source_without_decision_maps(tiny_stud
 
     assert not guide_maps.available(tmp_path)
     assert "source: linear_family" in guide_maps.source(tmp_path)
+
+
+@pytest.mark.parametrize("study", list(STUDY_MODULES))
+def test_quick_profile_keeps_enough_seeds_for_a_verdict(study):
+    import importlib
+
+    config = importlib.import_module(STUDY_MODULES[study]).Config()
+    assert config.seeds >= MIN_SEEDS  # below, every paired comparison of make results reads "too few seeds"

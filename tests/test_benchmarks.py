@@ -87,3 +87,29 @@ def test_linear_family_table_has_the_escnn_column(tmp_path):
                         str(tmp_path)])  # fmt: skip
     table = (tmp_path / "table.md").read_text()
     assert "escnn.nn.Linear" in table and "auto / escnn" in table and "eLinear orbit_gather" in table
+
+
+@pytest.mark.parametrize(("small", "full", "expected"), [(False, False, [64, 256]), (True, False, [64]),
+                                                          (False, True, [64, 256, 1024])])  # fmt: skip
+def test_asv_grid_follows_the_grid_variables(monkeypatch, small, full, expected):
+    from benchmarks import _asv_common
+
+    monkeypatch.setattr(_asv_common, "SMALL", small)
+    monkeypatch.setattr(_asv_common, "FULL", full)
+    assert _asv_common.grid([64, 256], [64, 256, 1024]) == expected
+
+
+def test_asv_small_grid_takes_an_axis_own_small_values(monkeypatch):
+    from benchmarks import _asv_common
+
+    monkeypatch.setattr(_asv_common, "SMALL", True)
+    monkeypatch.setattr(_asv_common, "FULL", False)
+    assert _asv_common.grid([64, 256], [64, 256, 1024], small=[256]) == [256]
+
+
+def test_asv_tables_command_names_the_small_grid(monkeypatch):
+    from benchmarks import asv_tables
+
+    monkeypatch.delenv("SYMM_BENCH_FULL", raising=False)
+    monkeypatch.setenv("SYMM_BENCH_SMALL", "1")
+    assert asv_tables._grid_prefix() == "SYMM_BENCH_SMALL=1 "
