@@ -18,9 +18,9 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # Never writes results/: everything goes to $(QUICK)/ (ignored by git; asv's raw data to .asv/, the Ant rollouts to
-# data/). ~20 min on 2 cores: asv on its small grid (SYMM_BENCH_SMALL=1), the quick profile of every script. Last,
-# asv and linear_family.py are compared on the cells both measure (benchmarks/agreement.py: fails only if one
-# differs by more than 25 %).
+# data/). 22 min on the shared 2-core machine (load 1-5): asv on its small grid (SYMM_BENCH_SMALL=1), the quick
+# profile of every script. Last, asv and linear_family.py are compared on the cells both measure
+# (benchmarks/agreement.py: fails only if one differs by more than 25 %).
 results: $(STAMP) asv-machine
 	@echo "== make results [1/6] asv, small grid (asv prints its progress)"
 	SYMM_BENCH_SMALL=1 $(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
