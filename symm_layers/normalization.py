@@ -18,6 +18,7 @@ from .layout import check_layout
 from .linear import InvariantSubspace
 from .module import EquivariantModule
 from .reps import check_representations, decompose
+from .rms import rms_norm
 
 NormModule = str  # "rmsnorm" | "layernorm" | "batchnorm"
 
@@ -112,12 +113,12 @@ class eRMSNorm(EquivariantModule):
             weight, bias = self.affine.weight_and_bias()
             if bias is None:
                 return F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
-            return torch.addcmul(bias, F.rms_norm(x, (self.in_rep.size,), None, self.eps), weight)
-        out = F.rms_norm(x, (self.in_rep.size,), None, self.eps)
+            return torch.addcmul(bias, rms_norm(x, self.eps), weight)
+        out = rms_norm(x, self.eps)
         return out if self.affine is None else self.affine(out)
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        return F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
+        return rms_norm(x, self.eps) if weight is None else F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
 
     def export(self) -> nn.Module:
         ref = next(self.buffers())
@@ -186,10 +187,6 @@ class eLayerNorm(EquivariantModule):
             unit = decomposition.change_of_basis.T @ unit
             self.centring = "none" if self.centring == "none" else "projection"
         self.register_constant("direction", unit, device=device, dtype=dtype)
-        if layout == "spectral":
-            columns = trivial.columns[:, 0] if trivial is not None else np.zeros(0, dtype=np.int64)
-            self.register_constant("trivial_columns", columns, device=device)
-            self.register_constant("trivial_direction", unit[columns], device=device, dtype=dtype)
         self.fused_affine = isinstance(self.affine, eDiagonalAffine) and self.centring == "mean"
         self.spectral_affine = layout == "spectral" and self.affine is not None
 
@@ -211,14 +208,8 @@ class eLayerNorm(EquivariantModule):
         shape = (self.in_rep.size,)
         if self.centring == "mean":
             return F.layer_norm(x, shape, weight, None, self.eps)
-        if self.centring == "projection" and self.layout == "spectral":
-            # The direction lives on the trivial coordinates: one small gather, then one index_add pass over x.
-            trivial = x.index_select(-1, self.trivial_columns)
-            shift = (trivial @ self.trivial_direction).unsqueeze(-1) * self.trivial_direction
-            return F.rms_norm(x.index_add(-1, self.trivial_columns, shift, alpha=-1.0), shape, weight, self.eps)
-        if self.centring == "projection":
-            x = x - (x @ self.direction).unsqueeze(-1) * self.direction
-        return F.rms_norm(x, shape, weight, self.eps)
+        out = rms_norm(x, self.eps, self.direction if self.centring == "projection" else None)
+        return out if weight is None else out * weight
 
     def export(self) -> nn.Module:
         size, device, dtype = self.in_rep.size, self.direction.device, self.direction.dtype
