@@ -138,9 +138,10 @@ class eAffine(EquivariantModule):
 
         A scale per irrep copy is diagonal there, and the invariant bias lives on the trivial coordinates.
         """
-        sources = (self.scale_dof,) if self.bias_dof is None else (self.scale_dof, self.bias_dof)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
+        scale, bias = self.scale_dof, self.bias_dof
+        if torch.is_grad_enabled() and (scale.requires_grad or (bias is not None and bias.requires_grad)):
             return self._spectral_parts()
+        sources = (scale,) if bias is None else (scale, bias)
         return self._spectral_cache.get(sources, self._spectral_parts)  # eval: rebuilt only when a DoF changes
 
     def _spectral_parts(self) -> tuple[torch.Tensor, torch.Tensor | None]:

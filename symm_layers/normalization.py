@@ -118,7 +118,9 @@ class eRMSNorm(EquivariantModule):
         return out if self.affine is None else self.affine(out)
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        return rms_norm(x, self.eps) if weight is None else F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
+        if weight is None and x.requires_grad:
+            return rms_norm(x, self.eps)  # the eager node with the lean backward
+        return F.rms_norm(x, (self.in_rep.size,), weight, self.eps)
 
     def export(self) -> nn.Module:
         ref = next(self.buffers())
