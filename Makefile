@@ -38,7 +38,7 @@ results: $(STAMP) asv-machine
 # Everything published in results/, from one commit (a clean tree). Resumes: a benchmark step whose output is
 # already from HEAD is skipped (benchmarks/up_to_date.py), and the ablation sweeps keep every finished run.
 results-full: $(STAMP) asv-machine
-	@git diff --quiet HEAD -- . ':!results' || { echo "make results-full: commit your changes first:" \
+	@git diff --quiet HEAD -- . ':!results' ':!*.md' || { echo "make results-full: commit your changes first:" \
 	  "results/ must come from one commit"; exit 1; }
 	$(PY) benchmarks/up_to_date.py results/asv || $(MAKE) --no-print-directory asv-results ASV_OUT=results/asv
 	$(PY) benchmarks/up_to_date.py results/linear_family --profile full || \
@@ -66,13 +66,13 @@ ASV_CI_BENCH := bench_linear\.Linear\..*'C8', 64,
 asv-machine: $(STAMP)
 	@test -f $(HOME)/.asv-machine.json || $(ASV) machine --yes
 
-# The quick grid on the working tree, saved as the results of the newest commit outside results/ (.asv/results), then $(ASV_OUT)/*.md. asv's default
+# The quick grid on the working tree, saved as the results of the newest code commit (outside results/, not *.md) (.asv/results), then $(ASV_OUT)/*.md. asv's default
 # sampling: calls per sample calibrated to >= 10 ms, warm-up, up to 10 samples in each of 2 rounds (no single-call
 # samples, which time call overhead and cold caches). Failed benchmarks still reach the tables (as "failed") before
 # make reports the failure.
 ASV_OUT ?= $(QUICK)/asv
 asv-results: asv-machine
-	$(ASV) run --python=same --set-commit-hash $$(git rev-list -1 HEAD -- . ':!results') || status=$$?; \
+	$(ASV) run --python=same --set-commit-hash $$(git rev-list -1 HEAD -- . ':!results' ':!*.md') || status=$$?; \
 	$(PY) benchmarks/asv_tables.py --out $(ASV_OUT) && exit $${status:-0}
 
 # CI: the suites import and are well-formed, and one small slice runs (no results saved, no timing checked).

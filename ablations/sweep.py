@@ -62,17 +62,22 @@ class Job:
         return f"{safe}__seed{self.seed}__{digest}"
 
 
+#: What results depend on: every tracked file outside ``results/`` except documentation (``*.md``), so committing
+#: results as they land, or editing the README or a note, keeps the commit a run is tagged with.
+CODE_PATHSPEC = ("--", ".", ":!results", ":!*.md")
+
+
 def git_commit(repo: Path | None = None) -> str:
-    """The newest commit that changed anything outside ``results/`` (so committing results as they land keeps it),
-    ``"-dirty"`` appended for uncommitted changes to tracked files outside ``results/``.
+    """The newest commit that changed code (anything in :data:`CODE_PATHSPEC`), ``"-dirty"`` appended for
+    uncommitted changes to tracked files there.
 
     Outside a git checkout: ``$SYMM_COMMIT`` when set, else ``"unknown"``.
     """
     cwd = repo or Path(__file__).resolve().parent.parent
     try:
-        code = ["git", "rev-list", "-1", "HEAD", "--", ".", ":!results"]  # committing results/ keeps the commit
+        code = ["git", "rev-list", "-1", "HEAD", *CODE_PATHSPEC]
         sha = subprocess.run(code, cwd=cwd, capture_output=True, text=True, check=True)
-        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
+        status = ["git", "status", "--porcelain", "--untracked-files=no", *CODE_PATHSPEC]
         dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("SYMM_COMMIT", "unknown")  # a copied tree without .git (benchmarks/gpu_run.sh)

@@ -234,17 +234,22 @@ def relative_iqr(values: list[float]) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- provenance
+#: What results depend on: tracked files outside ``results/`` except documentation (``*.md``); the same pathspec
+#: as ``ablations.sweep.CODE_PATHSPEC`` (committing results, the README or a note keeps the commit of a run).
+CODE_PATHSPEC = ("--", ".", ":!results", ":!*.md")
+
+
 def run_commit() -> str:
-    """The newest commit that changed anything outside ``results/`` (committing results as they land keeps it),
-    marked ``" + uncommitted changes"`` when tracked files outside ``results/`` differ from it.
+    """The newest commit that changed code (:data:`CODE_PATHSPEC`), marked ``" + uncommitted changes"`` when
+    tracked files there differ from it.
 
     Without a git checkout (a copied working tree, e.g. on a GPU machine) it is ``$SYMM_COMMIT`` when set (the
     caller's ``git rev-parse HEAD``), else ``"unknown"``.
     """
     try:
         git = {"cwd": REPO, "capture_output": True, "text": True, "check": True}
-        commit = subprocess.run(["git", "rev-list", "-1", "HEAD", "--", ".", ":!results"], **git).stdout.strip()
-        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
+        commit = subprocess.run(["git", "rev-list", "-1", "HEAD", *CODE_PATHSPEC], **git).stdout.strip()
+        status = ["git", "status", "--porcelain", "--untracked-files=no", *CODE_PATHSPEC]
         if subprocess.run(status, **git).stdout.strip():
             commit += " + uncommitted changes"
     except (OSError, subprocess.CalledProcessError):

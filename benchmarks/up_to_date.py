@@ -3,10 +3,10 @@
     python benchmarks/up_to_date.py results/linear_family --profile full   # exit 0: done at HEAD; 1: (re)measure
 
 Reads ``<folder>/meta.json`` (written by ``linear_family.py``, ``layer_family.py`` and ``asv_tables.py``): the run is
-current when its commit is the newest commit outside ``results/`` (so committing results as they land does not
-restart the run), the tree it ran on had no uncommitted changes, it was not cut short, and (with
-``--profile``) it used that profile. Prints why it is not. A module under ``benchmarks/`` that asv imports: it
-defines no benchmark names and works only under ``__main__``.
+current when its commit is the newest code commit (outside ``results/``, documentation ``*.md`` excluded, so
+committing results as they land or editing the README does not restart the run), the tree it ran on had no
+uncommitted changes, it was not cut short, and (with ``--profile``) it used that profile. Prints why it is not. A
+module under ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def reason_to_rerun(folder: Path, profile: str | None) -> str | None:
     if not meta_path.exists():
         return f"{meta_path} does not exist"
     meta = json.loads(meta_path.read_text())
-    code = ["git", "rev-list", "-1", "HEAD", "--", ".", ":!results"]  # what the writers record as the commit
+    code = ["git", "rev-list", "-1", "HEAD", "--", ".", ":!results", ":!*.md"]  # what the writers record
     head = subprocess.run(code, capture_output=True, text=True, check=True).stdout.strip()
     commit = str(meta.get("commit", ""))
     if not commit.startswith(head) or "uncommitted" in commit or "dirty" in commit:

@@ -6,13 +6,14 @@ import dataclasses
 import functools
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary
+from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary, sweep
 from ablations.common import STUDY_MODULES, main, regressor
 from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
 from ablations.sweep import Job, run_sweep, select_lr, tuned_sweep
@@ -385,3 +386,24 @@ def test_quick_profile_keeps_enough_seeds_for_a_verdict(study):
 
     config = importlib.import_module(STUDY_MODULES[study]).Config()
     assert config.seeds >= MIN_SEEDS  # below, every paired comparison of make results reads "too few seeds"
+
+
+def test_git_commit_ignores_results_and_documentation(tmp_path):
+    def git(*args):
+        run = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return run.stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "ci@example.com"), git("config", "user.name", "ci")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A"), git("commit", "-qm", "code")
+    code_commit = git("rev-parse", "HEAD")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("| a |\n")
+    (tmp_path / "README.md").write_text("notes\n")
+    git("add", "-A"), git("commit", "-qm", "results and docs")
+    assert sweep.git_commit(tmp_path) == code_commit
+    (tmp_path / "README.md").write_text("edited, not committed\n")
+    assert sweep.git_commit(tmp_path) == code_commit
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert sweep.git_commit(tmp_path) == code_commit + "-dirty"
