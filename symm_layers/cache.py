@@ -137,7 +137,7 @@ class WeightCacheMode(torch.nn.Module):
 
     @staticmethod
     def _compute(strategy, dof, x, bias):
-        return strategy.apply(dof, x, None if bias is None else bias[0].expand(bias[1]))
+        return strategy.linear(dof, x, bias)
 
     def extra_repr(self) -> str:
         return self.name

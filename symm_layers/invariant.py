@@ -56,6 +56,10 @@ class InvariantSubspace(ConstantsModule):
         spectral = dof.new_zeros(*dof.shape[:-1], self.size).index_copy(-1, self.positions, dof)
         return self.change.from_spectral(spectral)
 
+    def spatial_matrix(self) -> torch.Tensor | None:
+        """``Q_fix`` (``size x dim``) when the subspace is stored dense in the spatial layout, else ``None``."""
+        return self._buffers["fix_basis"] if self.is_dense and self.layout == "spatial" else None
+
     def adjoint(self, vector: torch.Tensor) -> torch.Tensor:
         """Coefficients of the orthogonal projection of ``vector`` onto the invariant subspace."""
         if self.is_dense:

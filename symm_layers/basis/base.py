@@ -77,6 +77,13 @@ class HomBasisStrategy(ConstantsModule):
         """``x @ W(dof)^T (+ bias)`` for ``x`` of shape ``(..., in_size)``."""
         return F.linear(x, self.expand(dof), bias)
 
+    def linear(self, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
+        """``x @ W(dof)^T + b`` with ``bias`` ``None`` or ``(expander, bias_dof)``, ``b = expander.expand(bias_dof)``.
+
+        The per-call entry of the weight-cache modes; strategies with a faster fused path override it.
+        """
+        return self.apply(dof, x, None if bias is None else bias[0].expand(bias[1]))
+
     def apply_per_row(self, dof: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x[r] @ W(dof[r])^T`` for per-row DoFs ``dof`` of shape ``(*x.shape[:-1], dim)``."""
         weights = torch.func.vmap(self.expand)(dof.reshape(-1, self.dim))

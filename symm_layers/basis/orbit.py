@@ -10,7 +10,9 @@ change of basis. So
     W   = concat_T(c_T)[gather]         (one gather)
 
 with ``V_T[o, t]`` the (constant) value of canonical basis element ``t`` on pair orbit ``o``. Autograd's backward
-is the adjoint: an index-add over orbits and one GEMM per pair type. The map is checked exactly at construction
+is the adjoint: an index-add over orbits and one GEMM per pair type. Training calls with few rows (at most half
+the output orbits) on regular pair orbits skip ``W`` altogether through the lifted node of :mod:`.orbit_linear`,
+which computes the same map from a gather of the input. The map is checked exactly at construction
 (every canonical element is rebuilt from its orbit values), so a representation for which it does not hold is
 refused instead of approximated.
 """
@@ -28,6 +30,7 @@ from scipy.sparse.csgraph import connected_components
 from ..permutation import copy_irrep_ids, permutation_action
 from ..reps import ZERO_TOL, IsotypicDecomposition
 from .base import HomBasisStrategy
+from .orbit_linear import lift_plan, lifted_applies, lifted_linear
 from .space import HomSpace
 
 RECONSTRUCTION_TOL = 1e-9
@@ -202,6 +205,14 @@ class OrbitGather(HomBasisStrategy):
             self._types.append((t.perm.shape[0], t.values.shape[0], t.values.shape[1]))
         self.register_constant("gather", plan.gather, device=device)
         self._single = len(self._types) == 1 and not self.needs_zero
+        self.lift = lift_plan(plan, self.in_size)  # few rows per call: see .orbit_linear
+        if self.lift is not None:
+            self.register_constant("lift_index", self.lift.lift, device=device)
+            self.register_constant("lift_input_order", self.lift.lift_order, device=device)
+            self.register_constant("lift_out_order", self.lift.out_order, device=device)
+            self.register_constant("lift_out_inverse", self.lift.out_inverse, device=device)
+            self.register_constant("lift_heads", self.lift.heads, device=device)
+            self.register_constant("lift_dof_order", self.lift.dof_order, device=device)
 
     def coefficients_of(self, dof: torch.Tensor) -> torch.Tensor:
         """Orbit values ``(..., num_coefficients)`` of the weight ``W(dof)`` (one per orbit, plus a zero slot)."""
@@ -235,6 +246,14 @@ class OrbitGather(HomBasisStrategy):
             values = (block @ getattr(self, f"orbit_values_{k}")).flatten(-2)
             dof.index_copy_(-1, getattr(self, f"perm_{k}"), values)
         return dof
+
+    def linear(self, dof: torch.Tensor, x: torch.Tensor, bias=None) -> torch.Tensor:
+        """Through :mod:`.orbit_linear`'s lifted node for the calls it applies to, else the composite path."""
+        fix = None if bias is None else bias[0].spatial_matrix()
+        bias_dof = None if bias is None else bias[1]
+        if (bias is None or fix is not None) and lifted_applies(self, dof, x, bias_dof):
+            return lifted_linear(self, dof, x, bias_dof, fix)
+        return super().linear(dof, x, bias)
 
     def expand_batch(self, dof: torch.Tensor) -> torch.Tensor:
         return self.expand(dof)  # leading dimensions are native here
