@@ -344,6 +344,26 @@ def profiles(results: Path) -> str:
     return "; ".join(f"`{p}`: " + ", ".join(studies) for p, studies in sorted(found.items())) or "none"
 
 
+def commits(results: Path) -> str:
+    """Which commit wrote each study's data and at which commits its runs were trained, in words."""
+    written: dict[str, list[str]] = {}
+    trained: dict[str, int] = {}
+    for study in STUDY_MODULES:
+        config = load_config(results / study)
+        if "git_commit" in config:
+            written.setdefault(str(config["git_commit"])[:12], []).append(study)
+        for commit, count in config.get("trained_at", {}).items():
+            trained[commit[:12]] = trained.get(commit[:12], 0) + count
+    text = "; ".join(f"`{c}` ({', '.join(studies)})" for c, studies in sorted(written.items())) or "none"
+    if trained:
+        runs = ", ".join(f"`{c}` ({n} runs)" for c, n in sorted(trained.items()))
+        text += (
+            f". Their runs were trained at {runs}: a run is reused only where the files that can change it "
+            "are identical (`ablations/provenance.py`)"
+        )
+    return text
+
+
 QUICK_NOTE = (
     " — quick-profile numbers (3 seeds, short budgets) are directions; `make results-full` (5 seeds) replaces them."
 )
@@ -370,15 +390,18 @@ def glance(results: Path) -> list[str]:
 
 def _budget_note(results: Path, studies) -> list[str]:
     """Which studies have configurations still improving at their step budget (their losses are upper bounds)."""
-    parts = []
+    parts, quick = [], False
     for study in studies:
         frame = _runs(results, study)
         if frame is not None and (limited := budget_limited(frame)):
-            parts.append(f"`{study}` {len(limited)} of {frame.label.nunique()}")
+            profile = load_config(results / study).get("profile", "?")
+            quick |= profile == "quick"
+            parts.append(f"`{study}` ({profile} profile) {len(limited)} of {frame.label.nunique()}")
     if not parts:
         return []
+    longer = "; the full profile trains up to 10× longer than the quick one" if quick else ""
     return ["Configurations whose median run was still improving at the step budget (their losses are upper "
-            "bounds; `--full` trains up to 10× longer): " + ", ".join(parts) + ".", ""]  # fmt: skip
+            f"bounds{longer}): " + ", ".join(parts) + ".", ""]  # fmt: skip
 
 
 def detail_section(results: Path) -> list[str]:
@@ -468,7 +491,7 @@ def write(results: Path = RESULTS) -> Path:
         "computed from the studies' `metrics.csv` and the benchmarks' `raw.csv` (figures and tables: "
         f"`python -m ablations.report {display_path(results)}/<study>`). `make results-full` regenerates the "
         "published `results/` from one commit; `make results` writes a quick-profile copy to the git-ignored "
-        f"`results-quick/`. Profile of the ablation data here: {profiles(results)}.",
+        f"`results-quick/`. Profile of the ablation data here: {profiles(results)}. Written at: {commits(results)}.",
         "",
     ]
     lines += glance(results) + detail_section(results) + ant_sections(results) + benchmark_section(results)

@@ -49,9 +49,18 @@ COSTS = [
 ]
 
 
+def _compact(value: float, _=None) -> str:
+    """Tick label: ``2k`` for 2000, ``1.5M`` for 1.5e6, ``%g`` below 1000."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 def _scale(ax, which: str, values) -> None:
-    """Log scale when the positive ``values`` span more than a factor 10 (labels at 1, 2, 5 per decade), else
-    linear."""
+    """Log scale when the positive ``values`` span more than a factor 10, else linear. Labels are compact
+    (``2k``) at 1, 2, 5 per decade on y and 1, 3 on x (narrow panels) while the span is under three decades, at
+    powers of ten beyond; minor ticks are unlabelled."""
     values = pd.Series(values, dtype=float).dropna()
     values = values[values > 0]
     if values.empty or values.max() / values.min() <= 10:
@@ -59,9 +68,9 @@ def _scale(ax, which: str, values) -> None:
     getattr(ax, f"set_{which}scale")("log")
     axis = getattr(ax, f"{which}axis")
     span = values.max() / values.min()
-    subs = (1.0, 2.0, 5.0) if span < 1e3 else (1.0,)
+    subs = ((1.0, 2.0, 5.0) if which == "y" else (1.0, 3.0)) if span < 1e3 else (1.0,)
     axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs, numticks=8 if span < 1e6 else 6))
-    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_compact))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
@@ -101,6 +110,23 @@ def _legend(fig, axes) -> None:
                 handles[label] = h
                 labels.append(label)
     fig.legend([handles[k] for k in labels], labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+
+
+#: Panels per row of a faceted figure: wider figures shrink below readable size at page width.
+MAX_COLUMNS = 4
+
+
+def _panels(count: int, width: float, height: float, sharey: bool = False):
+    """A figure of ``count`` panels of ``width`` x ``height`` inches, at most :data:`MAX_COLUMNS` per row; returns
+    the figure and the ``count`` axes in reading order (spare cells of the last row are hidden)."""
+    columns = min(count, MAX_COLUMNS)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns + 1, height * rows), squeeze=False,
+                             sharey=sharey)  # fmt: skip
+    flat = list(axes.ravel())
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
 
 
 # ----------------------------------------------------------------------------------------------- curves
@@ -183,10 +209,10 @@ def costs(frame: pd.DataFrame, study: str, out: Path, text: str, fresh: bool) ->
         frame = frame[frame.train_size == frame.train_size.max()]
         note = f" Costs at the largest training set only (n = {int(frame.train_size.max())}); they do not depend on n."
     metrics = [(m, t) for m, t in COSTS if m in frame and frame[m].notna().any() and (fresh or "rss" not in m)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.8), squeeze=False)
+    fig, axes = _panels(len(metrics), 3.4, 3.8)
     labels = sorted(frame.label.unique(), key=lambda lab: (hue_order(frame[hue]).index(
         frame[frame.label == lab][hue].iloc[0]), frame[frame.label == lab].params.iloc[0], lab))  # fmt: skip
-    for ax, (metric, title) in zip(axes[0], metrics, strict=True):
+    for ax, (metric, title) in zip(axes, metrics, strict=True):
         _points(ax, frame, labels, metric, hue)
         ax.set_xticks(range(len(labels)), [lab.split("@")[0] for lab in labels], rotation=60, ha="right", fontsize=7)
         ax.set(ylabel=title)
@@ -201,8 +227,8 @@ def costs(frame: pd.DataFrame, study: str, out: Path, text: str, fresh: bool) ->
 def loss_vs_params(frame: pd.DataFrame, out: Path, text: str) -> Path:
     """Test loss against parameter count, one panel per training-set size, one line per model."""
     sizes = sorted(frame.train_size.unique())
-    fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes) + 1, 3.6), squeeze=False, sharey=True)
-    for ax, n in zip(axes[0], sizes, strict=True):
+    fig, axes = _panels(len(sizes), 3.6, 3.6, sharey=True)
+    for ax, n in zip(axes, sizes, strict=True):
         part = frame[frame.train_size == n]
         for model in hue_order(part.model):
             rows = part[part.model == model]
@@ -212,7 +238,7 @@ def loss_vs_params(frame: pd.DataFrame, out: Path, text: str) -> Path:
         _scale(ax, "x", part.params)
         _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
         ax.set(xlabel="trainable parameters", title=f"n = {int(n)}",
-               ylabel="test loss at best validation step" if ax is axes[0][0] else "")  # fmt: skip
+               ylabel="test loss at best validation step" if ax.get_subplotspec().is_first_col() else "")  # fmt: skip
     _legend(fig, axes)
     fig.tight_layout()
     return _save(fig, out / "loss_vs_params.png", text + " Points: mean over seeds; bars: 95 % bootstrap interval.")
@@ -221,14 +247,16 @@ def loss_vs_params(frame: pd.DataFrame, out: Path, text: str) -> Path:
 def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
     """Test loss against training-set size at equal parameters: one panel per equivariant width, with the plain
     and augmented runs of the closest parameter count."""
-    pairs = pd.DataFrame(equal_params_pairs(frame))
-    widths = sorted(pairs.width.unique())
-    fig, axes = plt.subplots(1, len(widths), figsize=(3.8 * len(widths) + 1, 3.6), squeeze=False, sharey=True)
-    for ax, width in zip(axes[0], widths, strict=True):
-        mine = pairs[pairs.width == width]
-        sizes = sorted(mine.train_size.unique())
-        eq_labels = [mine[mine.train_size == n].equivariant.iloc[0] for n in sizes]
-        params = frame[frame.label.isin(eq_labels)].params.iloc[0]
+    pair_columns = ["train_size", "equivariant", "other_model", "other", "eq_params", "other_params", "width"]
+    pairs = pd.DataFrame(equal_params_pairs(frame), columns=pair_columns)
+    equivariant = frame[frame.model == "equivariant"]
+    widths = sorted(int(w) for w in equivariant.width.unique())
+    fig, axes = _panels(len(widths), 3.8, 3.9, sharey=True)
+    for ax, width in zip(axes, widths, strict=True):
+        mine, own = pairs[pairs.width == width], equivariant[equivariant.width == width]
+        sizes = sorted(own.train_size.unique())
+        eq_labels = [own[own.train_size == n].label.iloc[0] for n in sizes]
+        params = own.params.iloc[0]
         _errorbar(ax, sizes, [frame[frame.label == lab][LOSS] for lab in eq_labels], PALETTE["equivariant"],
                   "equivariant", connect=True)  # fmt: skip
         matched_params = []
@@ -236,14 +264,16 @@ def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
             rows = mine[mine.other_model == other]
             if rows.empty:
                 continue
-            labels = [rows[rows.train_size == n].other.iloc[0] for n in sizes]
+            paired_sizes = sorted(rows.train_size.unique())
+            labels = [rows[rows.train_size == n].other.iloc[0] for n in paired_sizes]
             matched_params.append(f"{other} {int(frame[frame.label.isin(labels)].params.median()):,}")
-            _errorbar(ax, sizes, [frame[frame.label == lab][LOSS] for lab in labels], PALETTE[other],
+            _errorbar(ax, paired_sizes, [frame[frame.label == lab][LOSS] for lab in labels], PALETTE[other],
                       other, connect=True)  # fmt: skip
         _references(ax, frame[frame.label.isin(eq_labels)])
-        title = f"equivariant width {width}: {int(params):,} params\nat equal params: " + ", ".join(matched_params)
+        partners = ", ".join(matched_params) or "no plain model within 10 %"
+        title = f"equivariant width {width}: {int(params):,} params\nat equal params: {partners}"
         ax.set(xscale="log", xlabel="training-set size", title=title,
-               ylabel="test loss at best validation step" if ax is axes[0][0] else "")  # fmt: skip
+               ylabel="test loss at best validation step" if ax.get_subplotspec().is_first_col() else "")  # fmt: skip
         ax.title.set_fontsize(9)
         _scale(ax, "y", [*frame[LOSS], *_reference_values(frame)])
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
@@ -251,8 +281,8 @@ def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
     _legend(fig, axes)
     fig.tight_layout()
     return _save(fig, out / "loss_vs_data.png", text + " Each panel: the equivariant model at one width and the "
-                 "plain models at the width with the closest parameter count. Points: mean over seeds; bars: 95 % "
-                 "bootstrap interval.")  # fmt: skip
+                 "plain models at the width with the closest parameter count, if within 10 %. Points: mean over "
+                 "seeds; bars: 95 % bootstrap interval.")  # fmt: skip
 
 
 def figures(study: str, out: Path | str) -> list[Path]:

@@ -74,8 +74,28 @@ def load(out: Path) -> pd.DataFrame:
 
 
 def load_config(out: Path) -> dict:
-    path = Path(out) / "config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    """A study's ``config.json``, with ``trained_at`` (commit -> runs of ``metrics.csv``) from ``provenance.json``."""
+    path, record = Path(out) / "config.json", Path(out) / "provenance.json"
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if record.exists():
+        config["trained_at"] = json.loads(record.read_text()).get("metrics.csv", {}).get("trained_at", {})
+    return config
+
+
+def commit_text(config: dict) -> str:
+    """The commit that wrote a study's data and, when its runs were trained at earlier commits with the same
+    training files (:mod:`ablations.provenance`), those commits and how many runs each trained."""
+    commit = str(config.get("git_commit", "?"))
+    trained = {c: n for c, n in config.get("trained_at", {}).items() if c != commit}
+    if not trained:
+        return f"commit `{commit[:12]}`"
+    runs = ", ".join(f"`{c[:12]}` ({n} runs)" for c, n in sorted(trained.items(), key=lambda kv: -kv[1]))
+    mine = config["trained_at"].get(commit, 0)
+    return (
+        f"commit `{commit[:12]}`; runs trained at {runs}"
+        + (f" and `{commit[:12]}` ({mine} runs)" if mine else "")
+        + ", whose training files are identical to this commit's"
+    )
 
 
 def runs(data: pd.DataFrame) -> pd.DataFrame:
@@ -109,18 +129,24 @@ def compare(frame: pd.DataFrame, a: str, b: str, metric: str = LOSS):
     return paired(per_seed(frame, a, metric), per_seed(frame, b, metric))
 
 
+#: Largest ratio of parameter counts that still counts as "equal parameters" (10 %).
+PARAMS_TOLERANCE = 1.10
+
+
 def matched(frame: pd.DataFrame, model: str, params: float, train_size) -> str | None:
-    """Label of ``model`` at ``train_size`` whose parameter count is closest to ``params`` (on a log scale)."""
+    """Label of ``model`` at ``train_size`` whose parameter count is closest to ``params`` (on a log scale), or
+    ``None`` when there is none within :data:`PARAMS_TOLERANCE` of it."""
     rows = frame[(frame.model == model) & (frame.train_size == train_size)]
     if rows.empty:
         return None
-    counts = rows.groupby("label").params.first()
-    return counts.apply(lambda count: abs(math.log(count / params))).idxmin()
+    distance = rows.groupby("label").params.first().apply(lambda count: abs(math.log(count / params)))
+    return distance.idxmin() if distance.min() <= math.log(PARAMS_TOLERANCE) else None
 
 
 def equal_params_pairs(frame: pd.DataFrame) -> list[dict]:
     """For every training-set size and equivariant width, the plain and augmented runs at the closest parameter
-    count: one dict per (size, width, other model) with the two labels and their parameter counts."""
+    count within 10 % (:func:`matched`): one dict per (size, width, other model) with the two labels and their
+    parameter counts. A width without a partner of a model within 10 % has no pair with that model."""
     pairs = []
     eq = frame[frame.model == "equivariant"]
     for (n, label), rows in eq.groupby(["train_size", "label"]):
@@ -132,6 +158,18 @@ def equal_params_pairs(frame: pd.DataFrame) -> list[dict]:
                               "eq_params": params, "other_params": frame[frame.label == match].params.iloc[0],
                               "width": int(rows.width.iloc[0])})  # fmt: skip
     return pairs
+
+
+def unpaired(frame: pd.DataFrame) -> dict[str, list[int]]:
+    """Per plain model, the equivariant widths with no run of it within 10 % of their parameter count."""
+    pairs = equal_params_pairs(frame)
+    widths = sorted({int(w) for w in frame[frame.model == "equivariant"].width})
+    missing = {}
+    for other in ("plain", "plain/augmented"):
+        if (frame.model == other).any():
+            have = {p["width"] for p in pairs if p["other_model"] == other}
+            missing[other] = [w for w in widths if w not in have]
+    return {model: widths for model, widths in missing.items() if widths}
 
 
 # ----------------------------------------------------------------------------------------------- captions
@@ -150,7 +188,7 @@ def caption(study: str, frame: pd.DataFrame, config: dict, extra: str = "") -> s
         f"{stopped:.0f}), early stopping with patience {cfg.get('patience', '?')} evaluations, lr per "
         f"configuration from {{{lr}}}; {frame.seed.nunique()} seeds, profile {config.get('profile', '?')}. "
         f"Hardware: {config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
-        f"{config.get('workers', '?')} runs in parallel; commit {str(config.get('git_commit', '?'))[:12]}. {extra}"
+        f"{config.get('workers', '?')} runs in parallel; {commit_text(config)}. {extra}"
     )
     return "\n".join(textwrap.wrap(text, 190))
 

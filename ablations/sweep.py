@@ -4,8 +4,11 @@ A job is a plain description (:class:`Job`); a job function ``fn(job) -> list[di
 long-form rows ``{"step", "wall_time", "metric", "value"}``. The driver, never a worker, writes each run's rows to
 ``<out>/runs/<run_id>.csv`` (written to a temporary name, then renamed) as soon as that run finishes, so an
 interrupted sweep loses only the runs in flight, and a restarted one skips every run whose file exists.
-``run_id`` hashes the study, the job's parameters, the seed and the git commit, so a changed configuration or code
-never reuses a stale run. When every job is done the files are concatenated into ``<out>/metrics.csv``.
+``run_id`` hashes the study, the job's parameters, the seed and the git commit, so a changed configuration never
+reuses a stale run; a run tagged with another commit is reused only when that commit's training files for the job
+function are identical to HEAD's (:mod:`ablations.provenance`), so editing a figure or the guide keeps the runs and
+editing what a run computes re-runs it. When every job is done the files are concatenated into
+``<out>/metrics.csv``, and ``<out>/provenance.json`` records, per table, the commits its runs were trained at.
 
 Backends:
 
@@ -34,11 +37,13 @@ import multiprocessing
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
+
+from .provenance import reusable_commits
 
 BACKENDS = ("local", "ray", "serial")
 ROW_KEYS = ("step", "wall_time", "metric", "value")
@@ -201,7 +206,8 @@ def run_sweep(
     out_dir = Path(out_dir)
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in jobs if not (runs_dir / f"{job.run_id}.csv").exists()]
+    saved = _saved_runs(jobs, runs_dir, reusable_commits(fn))
+    todo = [job for job, found in zip(jobs, saved, strict=True) if found is None]
     failures = []
     if todo:
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or out_dir.name, unit="run",
@@ -218,9 +224,30 @@ def run_sweep(
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(jobs)} runs failed (finished runs are saved under {runs_dir}; "
                            "run the same command again to retry only these):\n" + "\n".join(failures))  # fmt: skip
-    frame = pd.concat([pd.read_csv(runs_dir / f"{i}.csv") for i in sorted(ids)], ignore_index=True)
+    used = sorted((found or (job.run_id, job.commit) for job, found in zip(jobs, saved, strict=True)))
+    frame = pd.concat([pd.read_csv(runs_dir / f"{run_id}.csv") for run_id, _ in used], ignore_index=True)
     frame.to_csv(out_dir / table, index=False)
+    _record_provenance(out_dir, table, [commit for _, commit in used])
     return frame
+
+
+def _saved_runs(jobs: Sequence[Job], runs_dir: Path, commits: Sequence[str]) -> list[tuple[str, str] | None]:
+    """Per job, ``(run_id, commit)`` of a saved run it may reuse (its own commit first, then ``commits``), or
+    ``None`` when it has to run."""
+    on_disk = {path.stem for path in runs_dir.glob("*.csv")}
+    found = []
+    for job in jobs:
+        ids = ((replace(job, commit=c).run_id, c) for c in dict.fromkeys([job.commit, *commits]))
+        found.append(next((hit for hit in ids if hit[0] in on_disk), None))
+    return found
+
+
+def _record_provenance(out_dir: Path, table: str, commits: list[str]) -> None:
+    """Add ``table``'s entry to ``<out_dir>/provenance.json``: how many of its runs each commit trained."""
+    path = out_dir / "provenance.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record[table] = {"trained_at": {c: commits.count(c) for c in sorted(set(commits))}, "runs": len(commits)}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------- lr protocol

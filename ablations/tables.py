@@ -15,7 +15,7 @@ import pandas as pd
 
 from .frames import INTERVAL_TEXT, display_path
 from .stats import bootstrap_ci
-from .summary import BASIS_STUDIES, HUE, LOSS, compare, comparisons, hue_order, runs
+from .summary import BASIS_STUDIES, HUE, LOSS, commit_text, compare, comparisons, hue_order, runs, unpaired
 
 COLUMNS = [
     (LOSS, "test loss at best val step", 3),
@@ -123,7 +123,8 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
         "",
         f"Generated from `metrics.csv` by `python -m ablations.report {display_path(out)}`; the data by "
         f"`{config.get('command', 'python -m ablations.<study>')}` (profile `{config.get('profile', '?')}`).",
-        f"Commit `{config.get('git_commit', '?')}`, {config.get('date', '?')}; torch {config.get('torch', '?')}, "
+        f"Written at {commit_text(config)} (`ablations/provenance.py`), {config.get('date', '?')}; "
+        f"torch {config.get('torch', '?')}, "
         f"{config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
         f"{config.get('workers', '?')} runs in parallel ({config.get('backend', '?')} backend). "
         f"{frame.seed.nunique()} seeds; cells are {INTERVAL_TEXT}.",
@@ -151,6 +152,13 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
     pairs = comparisons(study, frame)
     if pairs:
         body += ["## Paired comparisons (test loss at the best validation step)", "", paired_table(frame, pairs), ""]
+    if "model" in frame and (missing := unpaired(frame)):
+        body += [
+            "Not compared (no run of that model within 10 % of the parameter count): equivariant widths "
+            + "; ".join(f"{', '.join(map(str, w))} against `{m}`" for m, w in missing.items())
+            + ".",
+            "",
+        ]
     if study in (*BASIS_STUDIES, "weight_cache"):
         metric = "time_per_step_ms" if study in BASIS_STUDIES else "infer_ms_per_batch"
         body += [f"Same pairs, `{metric}`:", "", paired_table(frame, pairs, metric), ""]

@@ -1,12 +1,14 @@
 """Exit 0 when a benchmark folder already holds a finished run of this code commit: make results-full skips it.
 
-    python benchmarks/up_to_date.py results/linear_family --profile full   # exit 0: done at HEAD; 1: (re)measure
+    python benchmarks/up_to_date.py results/linear_family --profile full   # exit 0: current; 1: (re)measure
 
-Reads ``<folder>/meta.json`` (written by ``linear_family.py``, ``layer_family.py`` and ``asv_tables.py``): the run is
-current when its commit is the newest code commit (outside ``results/``, documentation ``*.md`` excluded, so
-committing results as they land or editing the README does not restart the run), the tree it ran on had no
-uncommitted changes, it was not cut short, and (with ``--profile``) it used that profile. Prints why it is not. A
-module under ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
+Reads ``<folder>/meta.json`` (written by ``linear_family.py``, ``layer_family.py``, ``decision_maps.py`` and
+``asv_tables.py``): the run is current when the files that can change a measurement (:data:`MEASURED_FILES`: the
+library, the benchmarks, asv's and the build's configuration, the dependency pins) are identical at the commit it
+ran at and at HEAD, the tree it ran on had no uncommitted changes, it was not cut short, and (with ``--profile``)
+it used that profile. Committing results, documentation or ablation code therefore does not restart a
+measurement; this file is not in the list, since it only decides. Prints why a run is not current. A module under
+``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
 """
 
 from __future__ import annotations
@@ -17,18 +19,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: What a benchmark measurement depends on (paths relative to the repository root).
+MEASURED_FILES = ("symm_layers", "benchmarks", ":!benchmarks/up_to_date.py", "asv.conf.json", "Makefile",
+                  "requirements.txt", "pyproject.toml")  # fmt: skip
 
-def reason_to_rerun(folder: Path, profile: str | None) -> str | None:
-    """``None`` when ``folder`` holds a finished run of HEAD (with ``profile``), else why it does not."""
+
+def reason_to_rerun(folder: Path, profile: str | None, root: Path | None = None) -> str | None:
+    """``None`` when ``folder`` holds a finished run whose measured files equal HEAD's (with ``profile``), else why
+    it does not. ``root``: the repository (default: the current directory)."""
     meta_path = folder / "meta.json"
     if not meta_path.exists():
         return f"{meta_path} does not exist"
     meta = json.loads(meta_path.read_text())
-    code = ["git", "rev-list", "-1", "HEAD", "--", ".", ":!results", ":!*.md"]  # what the writers record
-    head = subprocess.run(code, capture_output=True, text=True, check=True).stdout.strip()
     commit = str(meta.get("commit", ""))
-    if not commit.startswith(head) or "uncommitted" in commit or "dirty" in commit:
-        return f"{folder} was measured at {commit or 'an unknown commit'}, not at HEAD {head[:12]}"
+    if not commit or "uncommitted" in commit or "dirty" in commit:
+        return f"{folder} was measured at {commit or 'an unknown commit'} (not a clean commit)"
+    diff = ["git", "diff", "--quiet", commit, "HEAD", "--", *MEASURED_FILES]
+    changed = subprocess.run(diff, cwd=root, capture_output=True, text=True).returncode
+    if changed:
+        return f"{folder} was measured at {commit[:12]}, and the measured files differ at HEAD (or it is unknown)"
     if meta.get("partial"):
         return f"{folder} holds a run that was cut short"
     if profile is not None and meta.get("profile") != profile:
@@ -42,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", help="also require this profile (linear_family / layer_family)")
     args = p.parse_args(argv)
     reason = reason_to_rerun(args.folder, args.profile)
-    print(f"{args.folder}: " + (reason + ": measuring" if reason else "already measured at HEAD: skipped"))
+    print(f"{args.folder}: " + (reason + ": measuring" if reason else "measured files unchanged since: skipped"))
     return 0 if reason is None else 1
 
 
