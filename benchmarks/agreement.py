@@ -9,7 +9,12 @@ Both time the same calls (one torch thread, float32; ``zero_grad(set_to_none=Tru
 fixed gradient with the input requiring grad; eval mode under ``no_grad``) with the same clock, the calling thread's
 CPU time (``_asv_common.CPU_TIMER``, ``linear_family.py --timer auto``). Writes
 ``agreement.md`` beside the family table; exits 1 (a loud failure) only when some cell differs by more than the
-tolerance (±25 % by default), 0 otherwise, also when the two runs share no cell (it says so). A module under
+tolerance (±25 % by default), 0 otherwise, also when the two runs share no cell (it says so).
+
+A disagreement has to reproduce: each (group, D, B) with a cell outside the tolerance is measured again by
+``linear_family.py`` (same profile, into a temporary folder; ``--rechecks`` times, default 1, 0 to fail at once)
+and the cell fails only if every recheck is outside the tolerance too. ``agreement.md`` shows the first ratio and
+every recheck, so a one-off outlier on a shared machine is visible without failing ``make results``. A module under
 ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
 """
 
@@ -18,7 +23,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 #: asv ``impl`` -> linear_family ``implementation``: the same keys since both take their cells from ``cases.py``;
@@ -70,20 +77,64 @@ def compare(asv: dict[tuple, float], family: dict[tuple, float], tolerance: floa
     return rows, off
 
 
+def remeasure(family: Path, keys: list[tuple]) -> dict[tuple, float]:
+    """The cells ``keys`` measured again by ``linear_family.py`` at the profile of ``family``'s run (one run per
+    group, D and B, into a temporary folder: the published data are not touched)."""
+    meta = family / "meta.json"
+    profile = json.loads(meta.read_text()).get("profile", "quick") if meta.exists() else "quick"
+    script = Path(__file__).with_name("linear_family.py")
+    cells = {}
+    for group, d, b in sorted({key[2:] for key in keys}):
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, str(script), "--profile", profile, "--groups", group, "--dims", str(d),
+                       "--batches", str(b), "--out", tmp]  # fmt: skip
+            subprocess.run(command, check=True, capture_output=True, text=True)
+            cells |= {k: v for k, v in family_cells(Path(tmp)).items() if k in keys}
+    return cells
+
+
+def recheck(asv: dict, family: Path, off: dict[tuple, float], tolerance: float, times: int) -> tuple[list, list]:
+    """Re-measure the cells of ``off`` (key -> first ratio) up to ``times`` times; returns markdown rows and the
+    descriptions of the cells that stayed outside the tolerance in every recheck."""
+    ratios = {key: [] for key in off}
+    pending = list(off)
+    for _ in range(times):
+        if not pending:
+            break
+        again = remeasure(family, pending)
+        for key in pending:
+            ratios[key].append(asv[key] / again[key] if key in again else float("nan"))
+        pending = [key for key in pending if not abs(ratios[key][-1] - 1) <= tolerance]
+    rows = [f"| {' '.join(map(str, key[:3]))} D={key[3]} B={key[4]} | {off[key]:.2f} | "
+            + ", ".join(f"{r:.2f}" for r in ratios[key])
+            + f" | {'**still disagrees**' if key in pending else 'agrees'} |" for key in off]  # fmt: skip
+    still = [f"{k[0]} {k[1]} {k[2]} D={k[3]} B={k[4]}: asv/family = {off[k]:.2f}, rechecks "
+             + ", ".join(f"{r:.2f}" for r in ratios[k]) for k in pending]  # fmt: skip
+    return rows, still
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--asv", type=Path, required=True, help="folder with asv_tables' raw.csv")
     p.add_argument("--family", type=Path, required=True, help="folder with linear_family.py's raw.csv")
     p.add_argument("--tolerance", type=float, default=0.25, help="largest allowed |asv/family - 1| (default 0.25)")
+    p.add_argument("--rechecks", type=int, default=1, help="re-measurements of a disagreeing cell (default 1)")
     args = p.parse_args(argv)
-    rows, off = compare(asv_cells(args.asv), family_cells(args.family), args.tolerance)
+    asv, family = asv_cells(args.asv), family_cells(args.family)
+    rows, off = compare(asv, family, args.tolerance)
+    first = {key: asv[key] / family[key] for key in asv.keys() & family.keys()
+             if not abs(asv[key] / family[key] - 1) <= args.tolerance}  # fmt: skip
+    recheck_rows, still = recheck(asv, args.family, first, args.tolerance, args.rechecks) if first else ([], [])
+    if args.rechecks < 1:
+        still = off
     if not rows:
         verdict = "The two runs share no cell: nothing to compare."
-    elif off:
-        shown = "; ".join(off[:5]) + (f"; and {len(off) - 5} more (table below)" if len(off) > 5 else "")
-        verdict = f"**{len(off)} of {len(rows)} shared cells disagree by more than ±{args.tolerance:.0%}:** {shown}"
+    elif still:
+        shown = "; ".join(still[:5]) + (f"; and {len(still) - 5} more (table below)" if len(still) > 5 else "")
+        verdict = f"**{len(still)} of {len(rows)} shared cells disagree by more than ±{args.tolerance:.0%}:** {shown}"
     else:
-        verdict = f"All {len(rows)} shared cells agree within ±{args.tolerance:.0%}."
+        verdict = f"All {len(rows)} shared cells agree within ±{args.tolerance:.0%}" + (
+            f" ({len(off)} only after a recheck: see below)." if off else ".")  # fmt: skip
     text = "\n".join([
         "# asv vs linear_family.py on the cells both measure",
         "",
@@ -96,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---:|---:|---:|---:|---:|---|",
         *rows,
     ])  # fmt: skip
+    if recheck_rows:
+        text += "\n".join(["", "", "## Rechecks of the cells outside the tolerance (family side measured again)", "",
+                            "| cell | first asv/family | rechecks | verdict |", "|---|---:|---|---|",
+                            *recheck_rows])  # fmt: skip
     (args.family / "agreement.md").write_text(text + "\n")
     print(verdict)
-    return 1 if off else 0
+    return 1 if still else 0
 
 
 if __name__ == "__main__":

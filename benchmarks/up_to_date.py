@@ -7,8 +7,9 @@ Reads ``<folder>/meta.json`` (written by ``linear_family.py``, ``layer_family.py
 library, the benchmarks, asv's and the build's configuration, the dependency pins) are identical at the commit it
 ran at and at HEAD, the tree it ran on had no uncommitted changes, it was not cut short, and (with ``--profile``)
 it used that profile. Committing results, documentation or ablation code therefore does not restart a
-measurement; this file is not in the list, since it only decides. Prints why a run is not current. A module under
-``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
+measurement; this file and ``agreement.py`` (it compares two finished runs) are not in the list. Prints why a run
+is not current. A module under ``benchmarks/`` that asv imports: it defines no benchmark names and works only under
+``__main__``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import sys
 from pathlib import Path
 
 #: What a benchmark measurement depends on (paths relative to the repository root).
-MEASURED_FILES = ("symm_layers", "benchmarks", ":!benchmarks/up_to_date.py", "asv.conf.json", "Makefile",
-                  "requirements.txt", "pyproject.toml")  # fmt: skip
+MEASURED_FILES = ("symm_layers", "benchmarks", ":!benchmarks/up_to_date.py", ":!benchmarks/agreement.py",
+                  "asv.conf.json", "Makefile", "requirements.txt", "pyproject.toml")  # fmt: skip
 
 
 def reason_to_rerun(folder: Path, profile: str | None, root: Path | None = None) -> str | None:

@@ -1,0 +1,49 @@
+"""benchmarks/agreement.py: a disagreement between asv and linear_family.py fails only if it reproduces."""
+
+import csv
+import json
+
+import pytest
+
+from benchmarks import agreement
+
+CELL = ("eval_fwd", "torch", "C8", 64, 8)
+
+
+def _write(tmp_path, asv_ms: float, family_ms: float):
+    asv, family = tmp_path / "asv", tmp_path / "family"
+    asv.mkdir(parents=True), family.mkdir(parents=True)
+    params = {"device": "cpu", "impl": "torch", "group": "C8", "features": 64, "batch": 8}
+    with open(asv / "raw.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["suite_file", "suite", "metric", "params", "status", "value"])
+        writer.writeheader()
+        writer.writerow({"suite_file": "bench_linear", "suite": "Linear", "metric": "time_eval_forward",
+                         "params": json.dumps(params), "status": "ok", "value": asv_ms / 1e3})  # fmt: skip
+    with open(family / "raw.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["metric", "implementation", "group", "D_target", "B", "value"])
+        writer.writeheader()
+        writer.writerow({"metric": "eval_fwd", "implementation": "torch", "group": "C8", "D_target": 64, "B": 8,
+                         "value": family_ms})  # fmt: skip
+    return ["--asv", str(asv), "--family", str(family)]
+
+
+@pytest.mark.parametrize(("again", "code", "verdict"), [(1.1, 0, "agrees"), (2.0, 1, "still disagrees")])
+def test_a_disagreement_fails_only_when_the_recheck_reproduces_it(tmp_path, monkeypatch, again, code, verdict):
+    calls = []
+
+    def remeasure(family, keys):
+        calls.append(list(keys))
+        return {key: again for key in keys}
+
+    monkeypatch.setattr(agreement, "remeasure", remeasure)
+    args = _write(tmp_path, asv_ms=1.0, family_ms=2.0)
+    assert agreement.main(args) == code
+    assert calls == [[CELL]]
+    text = (tmp_path / "family" / "agreement.md").read_text()
+    assert "| 0.50 |" in text and verdict in text
+
+
+def test_no_recheck_for_agreeing_cells_and_none_when_disabled(tmp_path, monkeypatch):
+    monkeypatch.setattr(agreement, "remeasure", lambda family, keys: pytest.fail("re-measured"))
+    assert agreement.main(_write(tmp_path / "close", asv_ms=1.0, family_ms=1.1)) == 0
+    assert agreement.main([*_write(tmp_path / "far", asv_ms=1.0, family_ms=2.0), "--rechecks", "0"]) == 1
