@@ -258,6 +258,20 @@ def _equivariance_verdicts(frame: pd.DataFrame, other: str) -> dict[int, list]:
     return out
 
 
+def _range(verdicts: list) -> str:
+    """The smallest and the largest paired difference of ``verdicts`` (``(pair, result)``), with their intervals
+    and parameter counts: the whole list does not fit the one-screen table (the study's table has every pair)."""
+
+    def one(item) -> str:
+        pair, result = item
+        return f"{result.diff.text(2)} ({int(pair['eq_params']):,} vs {int(pair['other_params']):,} params)"
+
+    ordered = sorted(verdicts, key=lambda item: item[1].diff.mean)
+    if len(ordered) == 1:
+        return one(ordered[0])
+    return f"{one(ordered[0])} to {one(ordered[-1])} over {len(ordered)} pairs"
+
+
 def equivariance_decision(results: Path, study: str, axis: str) -> Decision:
     frame = _runs(results, study)
     if frame is None:
@@ -270,12 +284,16 @@ def equivariance_decision(results: Path, study: str, axis: str) -> Decision:
     rec = ("equivariant at every size tried" if len(all_win) == len(total) else
            f"equivariant at n ∈ {{{', '.join(map(str, all_win))}}}" if all_win else
            "no size where the equivariant model wins at every width")  # fmt: skip
-    flips = "; ".join(f"n = {n}: equivariant better in {wins[n]}/{total[n]} equal-parameter pairs, plain in "
-                      f"{losses[n]}/{total[n]}" for n in sorted(total))  # fmt: skip
-    extremes = [min(total), max(total)]
-    interval = "; ".join(f"n = {n}: plain − equivariant " + ", ".join(
-        f"{r.diff.text(2)} ({int(p['eq_params']):,} vs {int(p['other_params']):,} params)" for p, r in verdicts[n])
-        for n in sorted(set(extremes)))  # fmt: skip
+    mixed = [n for n in sorted(total) if wins[n] < total[n]]
+    flips = "; ".join(
+        f"n = {n}: equivariant better in {wins[n]}/{total[n]} equal-parameter pairs, plain in {losses[n]}/{total[n]}"
+        for n in mixed
+    ) or (  # fmt: skip
+        f"no flip: equivariant better in all {sum(total.values())} equal-parameter pairs at n = "
+        f"{min(total)}…{max(total)}"
+    )
+    interval = "; ".join(f"n = {n}: plain − equivariant " + _range(verdicts[n]) for n in sorted({min(total),
+                         max(total)}))  # fmt: skip
     rests = f"{_link(study)}, {_link(study, 'loss_vs_params.png')}, {_link(study, 'loss_vs_data.png')}"
     return Decision(axis, rec + " (equal parameters; exact symmetry only with the equivariant model)", flips,
                     interval, rests)  # fmt: skip
@@ -299,8 +317,14 @@ def augmentation_decision(results: Path, study: str, axis: str) -> Decision:
     count = sum(len(v) for v in vs_eq.values())
     rec = (f"augment a plain model at n ∈ {{{', '.join(map(str, helped))}}}" if helped else
            "augmentation does not help at every width of any size")  # fmt: skip
-    flips = "; ".join(f"n = {n}: helps {helps[n]}/{len(v)} widths, hurts {hurts[n]}" for n, v in
-                      sorted(results_by_n.items()))  # fmt: skip
+    not_all = [(n, v) for n, v in sorted(results_by_n.items()) if helps[n] < len(v)]
+    flips = "; ".join(f"n = {n}: helps {helps[n]}/{len(v)} widths, hurts {hurts[n]}" for n, v in not_all) or (
+        "helps at every width and size")  # fmt: skip
+    rivals = {n: [f"{int(p['eq_params']):,}" for p, r in v if r.within_noise or r.diff.mean < 0]
+              for n, v in sorted(vs_eq.items())}  # fmt: skip
+    rivals_text = "; ".join(f"n = {n} at {', '.join(c)} params" for n, c in rivals.items() if c)
+    if rivals_text:
+        flips += f"; the augmented model matches or beats the equivariant one (equivariant size) at {rivals_text}"
     n_min = min(results_by_n)
     interval = (
         f"n = {n_min}: augmented − plain "
