@@ -63,9 +63,9 @@ def family_cells(folder: Path) -> dict[tuple, float]:
     return cells
 
 
-def compare(asv: dict[tuple, float], family: dict[tuple, float], tolerance: float) -> tuple[list[str], list[str]]:
-    """Markdown rows of every shared cell and the descriptions of those outside the tolerance."""
-    rows, off = [], []
+def compare(asv: dict[tuple, float], family: dict[tuple, float], tolerance: float) -> tuple[list[str], dict]:
+    """Markdown rows of every shared cell, and the cells outside the tolerance (key -> asv/family)."""
+    rows, off = [], {}
     for key in sorted(asv.keys() & family.keys()):
         ratio = asv[key] / family[key]
         ok = abs(ratio - 1) <= tolerance
@@ -73,7 +73,7 @@ def compare(asv: dict[tuple, float], family: dict[tuple, float], tolerance: floa
         rows.append(f"| {metric} | {impl} | {group} | {d} | {b} | {asv[key]:.4g} | {family[key]:.4g} | {ratio:.2f} | "
                     f"{'agree' if ok else '**DISAGREE**'} |")  # fmt: skip
         if not ok:
-            off.append(f"{metric} {impl} {group} D={d} B={b}: asv/family = {ratio:.2f}")
+            off[key] = ratio
     return rows, off
 
 
@@ -108,8 +108,8 @@ def recheck(asv: dict, family: Path, off: dict[tuple, float], tolerance: float, 
     rows = [f"| {' '.join(map(str, key[:3]))} D={key[3]} B={key[4]} | {off[key]:.2f} | "
             + ", ".join(f"{r:.2f}" for r in ratios[key])
             + f" | {'**still disagrees**' if key in pending else 'agrees'} |" for key in off]  # fmt: skip
-    still = [f"{k[0]} {k[1]} {k[2]} D={k[3]} B={k[4]}: asv/family = {off[k]:.2f}, rechecks "
-             + ", ".join(f"{r:.2f}" for r in ratios[k]) for k in pending]  # fmt: skip
+    still = [f"{k[0]} {k[1]} {k[2]} D={k[3]} B={k[4]}: asv/family = {off[k]:.2f}"
+             + "".join(f", recheck {r:.2f}" for r in ratios[k]) for k in pending]  # fmt: skip
     return rows, still
 
 
@@ -122,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     asv, family = asv_cells(args.asv), family_cells(args.family)
     rows, off = compare(asv, family, args.tolerance)
-    first = {key: asv[key] / family[key] for key in asv.keys() & family.keys()
-             if not abs(asv[key] / family[key] - 1) <= args.tolerance}  # fmt: skip
-    recheck_rows, still = recheck(asv, args.family, first, args.tolerance, args.rechecks) if first else ([], [])
-    if args.rechecks < 1:
-        still = off
+    recheck_rows, still = recheck(asv, args.family, off, args.tolerance, args.rechecks) if off else ([], [])
     if not rows:
         verdict = "The two runs share no cell: nothing to compare."
     elif still:
