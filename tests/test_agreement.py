@@ -1,7 +1,9 @@
 """benchmarks/agreement.py: a disagreement between asv and linear_family.py fails only if it reproduces."""
 
 import csv
+import itertools
 import json
+import re
 
 import pytest
 
@@ -32,18 +34,43 @@ def test_a_disagreement_fails_only_when_the_recheck_reproduces_it(tmp_path, monk
     calls = []
 
     def remeasure(family, keys):
-        calls.append(list(keys))
+        calls.append(("family", list(keys)))
         return {key: again for key in keys}
 
+    def remeasure_asv(asv, keys):
+        calls.append(("asv", list(keys)))
+        return {key: 1.0 for key in keys}
+
     monkeypatch.setattr(agreement, "remeasure", remeasure)
+    monkeypatch.setattr(agreement, "remeasure_asv", remeasure_asv)
     args = _write(tmp_path, asv_ms=1.0, family_ms=2.0)
     assert agreement.main(args) == code
-    assert calls == [[CELL]]
+    assert sorted(calls) == [("asv", [CELL]), ("family", [CELL])]
     text = (tmp_path / "family" / "agreement.md").read_text()
     assert "| 0.50 |" in text and verdict in text
 
 
 def test_no_recheck_for_agreeing_cells_and_none_when_disabled(tmp_path, monkeypatch):
     monkeypatch.setattr(agreement, "remeasure", lambda family, keys: pytest.fail("re-measured"))
+    monkeypatch.setattr(agreement, "remeasure_asv", lambda asv, keys: pytest.fail("re-measured"))
     assert agreement.main(_write(tmp_path / "close", asv_ms=1.0, family_ms=1.1)) == 0
     assert agreement.main([*_write(tmp_path / "far", asv_ms=1.0, family_ms=2.0), "--rechecks", "0"]) == 1
+
+
+def test_an_outlier_on_the_asv_side_is_caught_by_remeasuring_asv(tmp_path, monkeypatch):
+    # the saved asv value is 2x off; fresh measurements on both sides agree, so the cell passes
+    monkeypatch.setattr(agreement, "remeasure", lambda family, keys: dict.fromkeys(keys, 1.0))
+    monkeypatch.setattr(agreement, "remeasure_asv", lambda asv, keys: dict.fromkeys(keys, 1.1))
+    assert agreement.main(_write(tmp_path, asv_ms=2.0, family_ms=1.0)) == 0
+    assert "| 2.00 | 1.10 | agrees |" in (tmp_path / "family" / "agreement.md").read_text()
+
+
+def test_the_asv_selection_picks_exactly_the_rechecked_cells():
+    # asv matches --bench against "name(repr(p1), repr(p2), ...)" of every parameter cell
+    grid = itertools.product(["time_eval_forward", "time_train_step"], ["torch", "escnn"], ["C8", "D8"], [64, 640],
+                             [8, 256], ["cpu", "cuda"])  # fmt: skip
+    names = [f"bench_linear.Linear.{m}({', '.join(map(repr, params))})" for m, *params in grid]
+    keys = [("eval_fwd", "escnn", "D8", 64, 256), ("train_fwd_bwd", "torch", "C8", 640, 8)]
+    selected = [n for n in names if any(re.search(r, n) for r in agreement.asv_selection(keys))]
+    assert selected == ["bench_linear.Linear.time_eval_forward('escnn', 'D8', 64, 256, 'cpu')",
+                        "bench_linear.Linear.time_train_step('torch', 'C8', 640, 8, 'cpu')"]  # fmt: skip
