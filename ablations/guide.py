@@ -22,7 +22,7 @@ from .common import RESULTS, STUDY_MODULES
 from .frames import display_path
 from .stats import MIN_SEEDS, bootstrap_ci
 from .summary import LOSS, compare, equal_params_pairs, load_config, runs
-from .tables import budget_limited
+from .tables import budget_limited, lr_at_edge, read_selection
 
 
 @dataclass
@@ -413,7 +413,8 @@ def glance(results: Path) -> list[str]:
 
 
 def _budget_note(results: Path, studies) -> list[str]:
-    """Which studies have configurations still improving at their step budget (their losses are upper bounds)."""
+    """Which studies have configurations still improving at their step budget (their losses are upper bounds), and
+    which have a chosen learning rate at an edge of the rates tried."""
     parts, quick = [], False
     for study in studies:
         frame = _runs(results, study)
@@ -421,11 +422,19 @@ def _budget_note(results: Path, studies) -> list[str]:
             profile = load_config(results / study).get("profile", "?")
             quick |= profile == "quick"
             parts.append(f"`{study}` ({profile} profile) {len(limited)} of {frame.label.nunique()}")
-    if not parts:
-        return []
     longer = "; the full profile trains up to 10× longer than the quick one" if quick else ""
-    return ["Configurations whose median run was still improving at the step budget (their losses are upper "
-            f"bounds{longer}): " + ", ".join(parts) + ".", ""]  # fmt: skip
+    lines = ["Configurations whose median run was still improving at the step budget (their losses are upper "
+             f"bounds{longer}): " + ", ".join(parts) + ".", ""] if parts else []  # fmt: skip
+    edges = []
+    for study in studies:
+        if (selection := read_selection(results / study)) is not None and (edge := lr_at_edge(selection)):
+            profile = load_config(results / study).get("profile", "?")
+            edges.append(f"`{study}` ({profile} profile) {len(edge)} of {selection.label.nunique()}")
+    if edges:
+        lines += ["Configurations whose chosen learning rate is still the smallest or largest of the rates tried "
+                  "(their optimum may lie beyond; a quick-profile grid of two rates has no interior): "
+                  + ", ".join(edges) + ".", ""]  # fmt: skip
+    return lines
 
 
 def detail_section(results: Path) -> list[str]:

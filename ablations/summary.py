@@ -181,7 +181,11 @@ def caption(study: str, frame: pd.DataFrame, config: dict, extra: str = "") -> s
     cfg = config.get("config", {})
     group = cfg.get("group", group)
     stopped = frame.stopped_step.median() if "stopped_step" in frame else float("nan")
-    lr = ", ".join(f"{x:g}" for x in cfg.get("lr_grid", [])) or "?"
+    grid = [float(x) for x in cfg.get("lr_grid", [])]
+    lr = ", ".join(f"{x:g}" for x in grid) or "?"
+    beyond = sorted(x for x in frame.lr.unique() if grid and x not in grid) if "lr" in frame else []
+    if beyond:  # tuning tried rates past an edge of the grid (``sweep.tuned_sweep``) and chose some of them
+        lr += "} and past it {" + ", ".join(f"{x:g}" for x in beyond)
     text = (
         f"Task: {task}; group {group}; loss: {loss}, test loss at the best-validation checkpoint. Models: {sizes} "
         f"trainable parameters. Training: AdamW, at most {cfg.get('steps', '?')} steps (median stop "

@@ -24,8 +24,9 @@ lazy import left behind by an earlier run in the same worker. It costs one inter
 
 :func:`tuned_sweep` adds the learning-rate protocol on top: a tuning stage runs the first ``tune_seeds`` seeds of
 every configuration at every learning rate of a grid, picks per configuration the rate with the lowest mean best
-validation loss, then runs all seeds at that rate (reusing the tuning runs that match). The grid and the choice
-are columns of ``metrics.csv`` (``lr_grid``, ``lr``) and rows of ``lr_selection.csv``.
+validation loss (trying rates past the grid while the pick is at an edge of those tried), then runs all seeds at
+that rate (reusing the tuning runs that match). The grid and the choice are columns of ``metrics.csv``
+(``lr_grid``, ``lr``) and rows of ``lr_selection.csv``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import subprocess
@@ -256,36 +258,61 @@ def _with_lr(job: Job, lr: float, grid: Sequence[float]) -> Job:
                job.commit)  # fmt: skip
 
 
+#: How far the tuning stage looks past the configured grid: while a configuration's best rate is the smallest or
+#: the largest it has tried, it also tries the next rate beyond (:func:`next_rate`), up to this many extra rates per
+#: configuration. Only grids of three or more rates are extended: a grid of two has no interior, so its choice is
+#: always at an edge (the quick profile's coarse check).
+LR_EXTENSIONS = 2
+
+
+def next_rate(lr: float, up: bool) -> float:
+    """The neighbour of ``lr`` in the sequence ..., 1e-3, 3e-3, 1e-2, 3e-2, ... (a factor of 3 from rates off it)."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = lr / 10.0**exponent
+    if math.isclose(mantissa, 1.0, rel_tol=1e-6):
+        step = 3.0 if up else 0.3
+    elif math.isclose(mantissa, 3.0, rel_tol=1e-6):
+        step = 10.0 / 3.0 if up else 1.0 / 3.0
+    else:
+        step = 3.0 if up else 1.0 / 3.0
+    return float(f"{lr * step:.6g}")
+
+
 def select_lr(tuning: pd.DataFrame, grid: Sequence[float]) -> tuple[dict[str, float], pd.DataFrame]:
-    """Per label, the learning rate of ``grid`` with the lowest mean (over seeds) of each run's best validation loss.
+    """Per label, the learning rate with the lowest mean (over seeds) of each run's best validation loss.
 
     A run's best validation loss is the smallest ``val_loss`` it logged; a run with none (diverged at once) counts as
-    infinite. Ties go to the first rate in the grid. Returns the choice and one row per (label, lr).
+    infinite. Ties go to the first rate in ``grid``, then to the smaller of the rates outside it. Returns the choice
+    and one row per (label, lr), with ``extension`` marking rates outside ``grid``.
     """
     val = tuning[tuning.metric == "val_loss"]
     per_run = val.groupby(["label", "lr", "seed"]).value.min().fillna(float("inf"))
     score = per_run.groupby(["label", "lr"]).agg(["mean", "count"]).reset_index()
     score.columns = ["label", "lr", "mean_best_val_loss", "tune_seeds"]
     order = {float(lr): i for i, lr in enumerate(grid)}
-    score["grid_index"] = score.lr.map(lambda lr: order[float(lr)])
+    score["extension"] = [float(lr) not in order for lr in score.lr]
+    score["rank"] = [order.get(float(lr), len(order) + lr) for lr in score.lr]
     choice = {}
     for label, rows in score.groupby("label", sort=False):
-        rows = rows.sort_values(["mean_best_val_loss", "grid_index"])
+        rows = rows.sort_values(["mean_best_val_loss", "rank"])
         choice[label] = float(rows.lr.iloc[0])
     score["chosen"] = [choice[label] == float(lr) for label, lr in zip(score.label, score.lr, strict=True)]
-    return choice, score.drop(columns="grid_index")
+    return choice, score.drop(columns="rank")
 
 
 def tuned_sweep(
     jobs: Sequence[Job], fn: Callable[[Job], list[dict]], out_dir: Path | str, lr_grid: Sequence[float],
-    tune_seeds: int, **sweep_options,
+    tune_seeds: int, extensions: int = LR_EXTENSIONS, **sweep_options,
 ) -> pd.DataFrame:  # fmt: skip
     """Choose the learning rate per configuration (label) on validation, then run every seed at that rate.
 
     ``jobs`` hold every (label, seed); their ``params["lr"]`` is replaced. Stage 1 runs seeds ``< tune_seeds`` at
-    every rate of ``lr_grid`` (``tuning.csv``); :func:`select_lr` picks one per label (``lr_selection.csv``);
-    stage 2 runs every seed at the chosen rate (``metrics.csv``), reusing the stage-1 runs it contains. A grid of
-    one rate skips stage 1. Both stages resume like :func:`run_sweep`.
+    every rate of ``lr_grid`` (``tuning.csv``); :func:`select_lr` picks one per label (``lr_selection.csv``). With
+    three or more rates, a label whose pick is the smallest or largest rate it has tried tries the next rate beyond
+    it (:func:`next_rate`), up to ``extensions`` extra rates, so that a choice at the edge of the grid is not taken for
+    the optimum. Stage 2 runs every seed at the chosen rate (``metrics.csv``), reusing the stage-1 runs it contains.
+    Every run keeps the configured grid as ``params["lr_grid"]`` (so extending never renames a run). A grid of one
+    rate skips stage 1. Both stages resume like :func:`run_sweep`.
     """
     if not lr_grid:
         raise ValueError("lr_grid is empty: give at least one learning rate")
@@ -297,11 +324,23 @@ def tuned_sweep(
     if len(grid) == 1:
         choice = {job.label: grid[0] for job in jobs}
         selection = pd.DataFrame({"label": list(choice), "lr": grid[0], "mean_best_val_loss": float("nan"),
-                                  "tune_seeds": 0, "chosen": True})  # fmt: skip
+                                  "tune_seeds": 0, "extension": False, "chosen": True})  # fmt: skip
     else:
+        tried = {job.label: list(grid) for job in jobs}
         stage1 = [_with_lr(job, lr, grid) for job in jobs if job.seed < tune_seeds for lr in grid]
-        tuning = run_sweep(stage1, fn, out_dir, table="tuning.csv", desc=f"{out_dir.name} (lr tuning)",
-                           **sweep_options)  # fmt: skip
-        choice, selection = select_lr(tuning, grid)
+        while True:
+            tuning = run_sweep(stage1, fn, out_dir, table="tuning.csv", desc=f"{out_dir.name} (lr tuning)",
+                               **sweep_options)  # fmt: skip
+            choice, selection = select_lr(tuning, grid)
+            more = []
+            for label, rates in tried.items():
+                best = choice[label]
+                if len(grid) < 3 or len(rates) - len(grid) >= extensions or best not in (min(rates), max(rates)):
+                    continue
+                rates.append(next_rate(best, up=best == max(rates)))
+                more += [_with_lr(job, rates[-1], grid) for job in jobs if job.label == label and job.seed < tune_seeds]
+            if not more:
+                break
+            stage1 += more
     selection.to_csv(out_dir / "lr_selection.csv", index=False)
     return run_sweep([_with_lr(job, choice[job.label], grid) for job in jobs], fn, out_dir, **sweep_options)

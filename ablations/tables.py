@@ -9,6 +9,7 @@ float64 (exactness, free of rounding).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 from .frames import INTERVAL_TEXT, display_path
 from .stats import bootstrap_ci
 from .summary import BASIS_STUDIES, HUE, LOSS, commit_text, compare, comparisons, hue_order, runs, unpaired
+from .sweep import LR_EXTENSIONS
 
 COLUMNS = [
     (LOSS, "test loss at best val step", 3),
@@ -55,7 +57,25 @@ def budget_limited(frame: pd.DataFrame) -> list[str]:
     return sorted(medians.index[medians.best_step >= medians.steps])
 
 
-def main_table(frame: pd.DataFrame, hue: str, fresh: bool) -> str:
+def lr_at_edge(selection: pd.DataFrame | None) -> list[str]:
+    """Configurations whose chosen learning rate is the smallest or largest of the (two or more) rates tried for
+    them (``lr_selection.csv``): their optimum may lie beyond the rates tried."""
+    if selection is None or selection.empty:
+        return []
+    edge = []
+    for label, rows in selection.groupby("label"):
+        chosen = rows.lr[rows.chosen]
+        if len(rows) > 1 and len(chosen) and chosen.iloc[0] in (rows.lr.min(), rows.lr.max()):
+            edge.append(label)
+    return sorted(edge)
+
+
+def read_selection(out: Path) -> pd.DataFrame | None:
+    path = Path(out) / "lr_selection.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def main_table(frame: pd.DataFrame, hue: str, fresh: bool, edge: Sequence[str] = ()) -> str:
     columns = [(m, t, d) for m, t, d in COLUMNS if m in frame and (fresh or "rss" not in m)]
     head = ["configuration", "lr (chosen)", "best / stop step (median; budget = still improving)", "params"] + [
         t for _, t, _ in columns
@@ -66,7 +86,9 @@ def main_table(frame: pd.DataFrame, hue: str, fresh: bool) -> str:
         rows = frame[frame.label == label]
         cells = [
             f"`{label}`",
-            ", ".join(f"{lr:g}" for lr in sorted(rows.lr.unique())) if "lr" in rows else "?",
+            ", ".join(f"{lr:g}" for lr in sorted(rows.lr.unique())) + (" (edge)" if label in edge else "")
+            if "lr" in rows
+            else "?",
             _steps_cell(rows),
             f"{int(rows.params.iloc[0]):,}",
         ]
@@ -131,7 +153,9 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
         "",
         f"Protocol: learning rate per configuration from {{{', '.join(f'{x:g}' for x in cfg.get('lr_grid', []))}}} "
         f"by the mean best validation loss of the first {cfg.get('tune_seeds', '?')} seed(s) (`lr_selection.csv`; "
-        "a single rate means no tuning); at most "
+        f"a single rate means no tuning; with three or more, up to {LR_EXTENSIONS} rates past the grid are tried "
+        'while the best is at an edge of those tried; "(edge)" marks a choice still at an edge, whose optimum may '
+        "lie beyond); at most "
         f"{cfg.get('steps', '?')} steps, evaluation every {cfg.get('eval_every', '?')}, early stop after "
         f"{cfg.get('patience', '?')} evaluations without improvement; test loss of the best-validation checkpoint."
         + (
@@ -162,7 +186,7 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
     if study in (*BASIS_STUDIES, "weight_cache"):
         metric = "time_per_step_ms" if study in BASIS_STUDIES else "infer_ms_per_batch"
         body += [f"Same pairs, `{metric}`:", "", paired_table(frame, pairs, metric), ""]
-    body += ["## All configurations", "", main_table(frame, hue, fresh), ""]
+    body += ["## All configurations", "", main_table(frame, hue, fresh, lr_at_edge(read_selection(out))), ""]
     if "cache_diff_during_training" in frame:
         worst = frame.groupby("label").cache_diff_during_training.max()
         body += ["Largest |cached − uncached| output difference at any evaluation during training: "

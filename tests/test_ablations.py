@@ -16,7 +16,8 @@ import torch
 from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary, sweep
 from ablations.common import STUDY_MODULES, main, regressor
 from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
-from ablations.sweep import Job, run_sweep, select_lr, tuned_sweep
+from ablations.sweep import Job, next_rate, run_sweep, select_lr, tuned_sweep
+from ablations.tables import lr_at_edge
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
 from ablations.train import EarlyStopping, FlowMatching, Regression, TrainConfig, evaluate, fit
 from symm_layers.testing import group_elements
@@ -312,6 +313,57 @@ def test_tuned_sweep_runs_all_seeds_at_the_chosen_rate_reusing_tuning_runs(tmp_p
     assert json.loads(frame.lr_grid.iloc[0]) == [1e-3, 3e-3, 1e-2]
     assert len(calls) == 2 * (3 + 2)  # 3 rates x 1 tuning seed, then 2 more seeds per label
     assert pd.read_csv(tmp_path / "lr_selection.csv").chosen.sum() == 2
+
+
+STEPS = [(1e-2, True, 3e-2), (3e-2, True, 1e-1), (1e-3, False, 3e-4), (3e-3, False, 1e-3), (5e-3, True, 1.5e-2),
+         (5e-3, False, 5e-3 / 3)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("lr", "up", "expected"), STEPS)
+def test_next_rate_walks_the_one_three_ten_sequence(lr, up, expected):
+    assert next_rate(lr, up) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("optimum", "tried", "chosen"), [
+    (3e-2, [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 3e-2),  # one step past the grid, then a worse rate: interior again
+    (1.0, [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 1e-1),  # still at the edge after the allowed extensions: stops there
+    (1e-5, [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4),  # the same downwards
+])  # fmt: skip
+def test_tuned_sweep_tries_rates_past_the_grid_while_the_choice_is_at_an_edge(tmp_path, optimum, tried, chosen):
+    calls = []
+
+    def run(job):
+        calls.append(job.params["lr"])
+        loss = (np.log10(job.params["lr"]) - np.log10(optimum)) ** 2 + 0.1 * job.seed
+        return [{"step": 0, "wall_time": 0.0, "metric": "val_loss", "value": loss}]
+
+    jobs = [Job("s", "a", seed, {"lr": 0.0}) for seed in range(3)]
+    frame = tuned_sweep(jobs, run, tmp_path, [1e-3, 3e-3, 1e-2], tune_seeds=1, backend="serial", progress=False)
+    assert sorted(set(calls)) == pytest.approx(tried)
+    assert sorted(set(frame.lr)) == pytest.approx([chosen]) and frame.run_id.nunique() == 3
+    assert json.loads(frame.lr_grid.iloc[0]) == [1e-3, 3e-3, 1e-2]  # the configured grid: extending renames no run
+    selection = pd.read_csv(tmp_path / "lr_selection.csv")
+    assert selection.extension.sum() == 2 and selection.chosen.sum() == 1
+    assert len(calls) == 5 + 2  # five rates on the tuning seed, then seeds 1 and 2 at the chosen one
+
+
+def test_a_two_rate_grid_is_not_extended(tmp_path):
+    calls = []
+
+    def run(job):
+        calls.append(job.params["lr"])
+        return [{"step": 0, "wall_time": 0.0, "metric": "val_loss", "value": -job.params["lr"]}]
+
+    jobs = [Job("s", "a", seed, {"lr": 0.0}) for seed in range(2)]
+    tuned_sweep(jobs, run, tmp_path, [3e-3, 1e-2], tune_seeds=1, backend="serial", progress=False)
+    assert sorted(calls) == [3e-3, 1e-2, 1e-2]
+
+
+def test_a_choice_at_an_edge_of_the_rates_tried_is_flagged():
+    selection = pd.DataFrame({"label": ["mid"] * 3 + ["top"] * 3 + ["one"],
+                              "lr": [1e-3, 3e-3, 1e-2, 1e-3, 3e-3, 1e-2, 3e-3],
+                              "chosen": [False, True, False, False, False, True, True]})  # fmt: skip
+    assert lr_at_edge(selection) == ["top"]  # a single rate is no tuning, not an edge
 
 
 def test_zero_head_starts_the_regressor_at_the_zero_predictor_loss():
