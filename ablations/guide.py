@@ -169,6 +169,16 @@ def layout_decision(results: Path) -> Decision:
                     guide_maps.source(results))  # fmt: skip
 
 
+def _tuning_caveat(results: Path, study: str) -> str:
+    """A warning for a recommendation resting on learning rates still at an edge of the rates tried, else ""."""
+    selection = read_selection(results / study)
+    edge = lr_at_edge(selection)
+    if not edge:
+        return ""
+    return (f" — provisional: the chosen learning rate is still at an edge of the rates tried in {len(edge)} of "
+            f"{selection.label.nunique()} configurations")  # fmt: skip
+
+
 def _norm_best(frame: pd.DataFrame) -> dict:
     """Per depth: the best configuration, the runner-up and their paired comparison."""
     out = {}
@@ -195,7 +205,7 @@ def norm_decision(results: Path, study: str = "normalization",
     flips = ("the best norm/placement changes with depth" if len(variants) > 1 else
              "same norm/placement at every depth" if len(best) > 1 else
              f"one depth measured ({', '.join(map(str, best))})")  # fmt: skip
-    return Decision(axis, "; ".join(recs), flips, "; ".join(intervals),
+    return Decision(axis, "; ".join(recs) + _tuning_caveat(results, study), flips, "; ".join(intervals),
                     f"{_link(study)}, {_link(study, 'results.png')}")  # fmt: skip
 
 
@@ -244,6 +254,7 @@ def affine_decision(results: Path, study: str = "normalization", axis: str = "no
              f"`diagonal` in {len(diag_better)}")  # fmt: skip
     lo = min(r.diff.mean for _, r in pairs)
     hi = max(r.diff.mean for _, r in pairs)
+    rec += _tuning_caveat(results, study)
     return Decision(axis, rec, flips, f"test loss diagonal − isotypic, paired: means {lo:.2g} … {hi:.2g}{speed}",
                     f"{_link(study)}, {_link('layer_family')}")  # fmt: skip
 
@@ -295,7 +306,8 @@ def equivariance_decision(results: Path, study: str, axis: str) -> Decision:
     interval = "; ".join(f"n = {n}: plain − equivariant " + _range(verdicts[n]) for n in sorted({min(total),
                          max(total)}))  # fmt: skip
     rests = f"{_link(study)}, {_link(study, 'loss_vs_params.png')}, {_link(study, 'loss_vs_data.png')}"
-    return Decision(axis, rec + " (equal parameters; exact symmetry only with the equivariant model)", flips,
+    rec += " (equal parameters; exact symmetry only with the equivariant model)" + _tuning_caveat(results, study)
+    return Decision(axis, rec, flips,
                     interval, rests)  # fmt: skip
 
 
@@ -331,7 +343,7 @@ def augmentation_decision(results: Path, study: str, axis: str) -> Decision:
         + ", ".join(r.diff.text(2) for r in results_by_n[n_min])
         + f"; the equivariant model beats the augmented one at equal parameters in {eq_better}/{count} pairs"
     )
-    return Decision(axis, rec, flips, interval, _link(study))
+    return Decision(axis, rec + _tuning_caveat(results, study), flips, interval, _link(study))
 
 
 def decisions(results: Path) -> list[Decision]:

@@ -366,6 +366,14 @@ def test_a_choice_at_an_edge_of_the_rates_tried_is_flagged():
     assert lr_at_edge(selection) == ["top"]  # a single rate is no tuning, not an edge
 
 
+def test_the_guide_calls_a_recommendation_on_edge_rates_provisional(tmp_path):
+    (tmp_path / "s").mkdir()
+    selection = pd.DataFrame({"label": ["a", "a", "b", "b"], "lr": [1e-3, 1e-2] * 2, "chosen": [False, True] * 2})
+    selection.to_csv(tmp_path / "s" / "lr_selection.csv", index=False)
+    assert "provisional" in guide._tuning_caveat(tmp_path, "s") and "2 of 2" in guide._tuning_caveat(tmp_path, "s")
+    assert guide._tuning_caveat(tmp_path, "missing") == ""  # no tuning record: nothing to warn about
+
+
 def test_zero_head_starts_the_regressor_at_the_zero_predictor_loss():
     task = RingOscillators(horizon=3)
     split = make_splits(task, {"train": 1, "val": 1, "test": 32}, data_seed=0)["test"]
