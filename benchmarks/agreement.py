@@ -14,10 +14,17 @@ tolerance (±25 % by default), 0 otherwise, also when the two runs share no cell
 A disagreement has to reproduce: each cell outside the tolerance is measured again on both sides, by asv (only
 that cell, on the grid of the saved run, into a temporary results folder) and by ``linear_family.py`` (same
 profile, into a temporary folder); ``--rechecks`` times, default 1, 0 to fail at once. The cell fails only if the
-two fresh measurements are outside the tolerance in every recheck: an outlier on either side (asv's median of ten
-samples moves with the load of a shared machine; its own quartiles then span 1.3-2x) does not fail the check.
+two fresh measurements are outside the tolerance in every recheck: an outlier on either side does not fail the check.
 ``agreement.md`` shows the first ratio and every recheck, so a one-off outlier is visible without failing
-``make results``. A module under
+``make results``.
+
+Why the recheck spreads asv's samples over more rounds: on the shared VMs we measure on, the whole machine slows
+down by 1.4-1.7x for episodes of a second or more (a pinned single-thread loop of ``nn.Linear`` steps shows it on
+either core). asv samples a cell for ~0.1 s per round in 2 rounds, so a cell's median can fall entirely inside one
+episode; linear_family.py's interleaved rounds over minutes cannot. The recheck runs asv with
+``-a rounds=RECHECK_ROUNDS`` (asv's own knob against slow drifts: the samples are split over that many separate
+processes, interleaved with the other rechecked cells), and records the machine's load average before each recheck,
+since a recheck run beside other work measures that work too. A module under
 ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
 """
 
@@ -44,6 +51,8 @@ else:  # run as a script: benchmarks/ is sys.path[0]
 OLD_FAMILY_KEYS = {"nn.Linear": "torch", "iso_cached": "isotypic_expansion/cached",
                    "iso_uncached": "isotypic_expansion/uncached", "mh_cached": "memory_heavy/cached"}  # fmt: skip
 METRICS = {"time_train_step": "train_fwd_bwd", "time_eval_forward": "eval_fwd"}
+#: asv rounds of a rechecked cell (the saved runs use the suites' ``rounds``, 2 on the full grid).
+RECHECK_ROUNDS = 8
 
 
 def asv_rows_cells(rows) -> dict[tuple, float]:
@@ -120,7 +129,8 @@ def asv_selection(keys: list[tuple]) -> list[str]:
 
 def remeasure_asv(folder: Path, keys: list[tuple]) -> dict[tuple, float]:
     """The cells ``keys`` measured again by asv, on the grid of ``folder``'s run and with the repository's asv
-    configuration, into a temporary results folder (neither ``.asv/results`` nor the published data are touched)."""
+    configuration, over :data:`RECHECK_ROUNDS` rounds, into a temporary results folder (neither ``.asv/results``
+    nor the published data are touched)."""
     from asv.results import iter_results
     from asv.util import load_json
 
@@ -135,6 +145,7 @@ def remeasure_asv(folder: Path, keys: list[tuple]) -> dict[tuple, float]:
         (Path(tmp) / "asv.conf.json").write_text(json.dumps(conf))
         head = asv_tables._git("rev-parse", "HEAD")
         command = [sys.executable, "-m", "asv", "run", "--python=same", "--config", f"{tmp}/asv.conf.json",
+                   "--attribute", f"rounds={RECHECK_ROUNDS}",
                    "--set-commit-hash", head, *itertools.chain.from_iterable(("--bench", s) for s in
                                                                              asv_selection(keys))]  # fmt: skip
         subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=asv_tables.REPO)
@@ -143,15 +154,17 @@ def remeasure_asv(folder: Path, keys: list[tuple]) -> dict[tuple, float]:
     return {k: v for k, v in asv_rows_cells(rows).items() if k in keys}
 
 
-def recheck(asv: Path, family: Path, off: dict[tuple, float], tolerance: float, times: int) -> tuple[list, list]:
+def recheck(asv: Path, family: Path, off: dict[tuple, float], tolerance: float,
+            times: int) -> tuple[list, list, list]:  # fmt: skip
     """Re-measure the cells of ``off`` (key -> first ratio) up to ``times`` times, asv and ``linear_family.py``
-    both, and compare the two fresh measurements; returns markdown rows and the descriptions of the cells that stayed
-    outside the tolerance in every recheck."""
+    both, and compare the two fresh measurements; returns markdown rows, the descriptions of the cells that stayed
+    outside the tolerance in every recheck, and the 1-minute load average before each recheck."""
     ratios = {key: [] for key in off}
-    pending = list(off)
+    pending, loads = list(off), []
     for _ in range(times):
         if not pending:
             break
+        loads.append(os.getloadavg()[0])
         asv_again, family_again = remeasure_asv(asv, pending), remeasure(family, pending)
         for key in pending:
             both = key in asv_again and key in family_again
@@ -162,7 +175,7 @@ def recheck(asv: Path, family: Path, off: dict[tuple, float], tolerance: float, 
             + f" | {'**still disagrees**' if key in pending else 'agrees'} |" for key in off]  # fmt: skip
     still = [f"{k[0]} {k[1]} {k[2]} D={k[3]} B={k[4]}: asv/family = {off[k]:.2f}"
              + "".join(f", recheck {r:.2f}" for r in ratios[k]) for k in pending]  # fmt: skip
-    return rows, still
+    return rows, still, loads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     asv, family = asv_cells(args.asv), family_cells(args.family)
     rows, off = compare(asv, family, args.tolerance)
-    recheck_rows, still = recheck(args.asv, args.family, off, args.tolerance, args.rechecks) if off else ([], [])
+    recheck_rows, still, loads = (recheck(args.asv, args.family, off, args.tolerance, args.rechecks) if off
+                                  else ([], [], []))  # fmt: skip
     if not rows:
         verdict = "The two runs share no cell: nothing to compare."
     elif still:
@@ -197,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ])  # fmt: skip
     if recheck_rows:
         title = "## Rechecks of the cells outside the tolerance (asv and family both measured again)"
-        text += "\n".join(["", "", title, "",
+        cores = os.cpu_count() or 1
+        load = (f"asv over {RECHECK_ROUNDS} rounds; 1-minute load average before each recheck: "
+                + ", ".join(f"{x:.2f}" for x in loads) + f" on {cores} cores"
+                + (" (other work was running: these rechecks measure it too)" if max(loads) >= cores else "")
+                + "." if loads else "No recheck was run (`--rechecks 0`).")  # fmt: skip
+        text += "\n".join(["", "", title, "", load, "",
                             "| cell | first asv/family | rechecks | verdict |", "|---|---:|---|---|",
                             *recheck_rows])  # fmt: skip
     (args.family / "agreement.md").write_text(text + "\n")
