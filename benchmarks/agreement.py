@@ -23,8 +23,8 @@ down by 1.4-1.7x for episodes of a second or more (a pinned single-thread loop o
 either core). asv samples a cell for ~0.1 s per round in 2 rounds, so a cell's median can fall entirely inside one
 episode; linear_family.py's interleaved rounds over minutes cannot. The recheck runs asv with
 ``-a rounds=RECHECK_ROUNDS`` (asv's own knob against slow drifts: the samples are split over that many separate
-processes, interleaved with the other rechecked cells), and records the machine's load average before each recheck,
-since a recheck run beside other work measures that work too. A module under
+processes, interleaved with the other rechecked cells), and records how busy the machine's cores were in the second
+before each recheck, since a recheck run beside other work measures that work too. A module under
 ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
 """
 
@@ -39,6 +39,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 if __package__:  # imported as part of the benchmarks folder (asv discovery, tests)
@@ -53,6 +54,8 @@ OLD_FAMILY_KEYS = {"nn.Linear": "torch", "iso_cached": "isotypic_expansion/cache
 METRICS = {"time_train_step": "train_fwd_bwd", "time_eval_forward": "eval_fwd"}
 #: asv rounds of a rechecked cell (the saved runs use the suites' ``rounds``, 2 on the full grid).
 RECHECK_ROUNDS = 8
+#: Busy share of all cores above which a recheck is flagged as measured beside other work.
+BUSY = 0.25
 
 
 def asv_rows_cells(rows) -> dict[tuple, float]:
@@ -154,17 +157,36 @@ def remeasure_asv(folder: Path, keys: list[tuple]) -> dict[tuple, float]:
     return {k: v for k, v in asv_rows_cells(rows).items() if k in keys}
 
 
+def busy_share(seconds: float = 1.0) -> float:
+    """Share of all cores' time spent busy over the next ``seconds`` (``/proc/stat``; on systems without it, the
+    1-minute load average per core, which also counts work that ended up to a few minutes ago)."""
+
+    def counters() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+
+    try:
+        before = counters()
+        time.sleep(seconds)
+        after = counters()
+    except OSError:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    idle = delta[3] + (delta[4] if len(delta) > 4 else 0)  # idle + iowait
+    return 1 - idle / max(1, sum(delta))
+
+
 def recheck(asv: Path, family: Path, off: dict[tuple, float], tolerance: float,
             times: int) -> tuple[list, list, list]:  # fmt: skip
     """Re-measure the cells of ``off`` (key -> first ratio) up to ``times`` times, asv and ``linear_family.py``
     both, and compare the two fresh measurements; returns markdown rows, the descriptions of the cells that stayed
-    outside the tolerance in every recheck, and the 1-minute load average before each recheck."""
+    outside the tolerance in every recheck, and the machine's busy share before each recheck."""
     ratios = {key: [] for key in off}
     pending, loads = list(off), []
     for _ in range(times):
         if not pending:
             break
-        loads.append(os.getloadavg()[0])
+        loads.append(busy_share())
         asv_again, family_again = remeasure_asv(asv, pending), remeasure(family, pending)
         for key in pending:
             both = key in asv_again and key in family_again
@@ -211,10 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ])  # fmt: skip
     if recheck_rows:
         title = "## Rechecks of the cells outside the tolerance (asv and family both measured again)"
-        cores = os.cpu_count() or 1
-        load = (f"asv over {RECHECK_ROUNDS} rounds; 1-minute load average before each recheck: "
-                + ", ".join(f"{x:.2f}" for x in loads) + f" on {cores} cores"
-                + (" (other work was running: these rechecks measure it too)" if max(loads) >= cores else "")
+        load = (f"asv over {RECHECK_ROUNDS} rounds; cores busy in the second before each recheck: "
+                + ", ".join(f"{x:.0%}" for x in loads)
+                + (" (other work was running: these rechecks measure it too)" if max(loads) >= BUSY else "")
                 + "." if loads else "No recheck was run (`--rechecks 0`).")  # fmt: skip
         text += "\n".join(["", "", title, "", load, "",
                             "| cell | first asv/family | rechecks | verdict |", "|---|---:|---|---|",

@@ -91,13 +91,28 @@ def test_the_asv_recheck_spreads_its_samples_over_more_rounds(tmp_path, monkeypa
     assert command.count("--bench") == 1
 
 
-@pytest.mark.parametrize(("load", "flagged"), [(0.3, False), (4.0, True)])
-def test_the_recheck_records_the_machine_load(tmp_path, monkeypatch, load, flagged):
-    monkeypatch.setattr(agreement.os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(agreement.os, "cpu_count", lambda: 2)
+@pytest.mark.parametrize(("busy", "flagged"), [(0.03, False), (0.9, True)])
+def test_the_recheck_records_how_busy_the_machine_was(tmp_path, monkeypatch, busy, flagged):
+    monkeypatch.setattr(agreement, "busy_share", lambda: busy)
     monkeypatch.setattr(agreement, "remeasure", lambda family, keys: dict.fromkeys(keys, 1.0))
     monkeypatch.setattr(agreement, "remeasure_asv", lambda asv, keys: dict.fromkeys(keys, 1.0))
     assert agreement.main(_write(tmp_path, asv_ms=2.0, family_ms=1.0)) == 0
     text = (tmp_path / "family" / "agreement.md").read_text()
-    assert f"load average before each recheck: {load:.2f} on 2 cores" in text
+    assert f"cores busy in the second before each recheck: {busy:.0%}" in text
     assert ("other work was running" in text) == flagged
+
+
+def test_busy_share_sees_a_busy_core():
+    # a spinning thread keeps one core busy: at least a share 1/cores of the machine (less a margin for the VM)
+    import os
+    import threading
+
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])
+    spinner.start()
+    try:
+        share = agreement.busy_share(0.3)
+    finally:
+        stop.set()
+        spinner.join()
+    assert 0.5 / (os.cpu_count() or 1) <= share <= 1
