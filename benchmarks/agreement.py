@@ -182,11 +182,11 @@ def recheck(asv: Path, family: Path, off: dict[tuple, float], tolerance: float,
     both, and compare the two fresh measurements; returns markdown rows, the descriptions of the cells that stayed
     outside the tolerance in every recheck, and the machine's busy share before each recheck."""
     ratios = {key: [] for key in off}
-    pending, loads = list(off), []
+    pending, busy = list(off), []
     for _ in range(times):
         if not pending:
             break
-        loads.append(busy_share())
+        busy.append(busy_share())
         asv_again, family_again = remeasure_asv(asv, pending), remeasure(family, pending)
         for key in pending:
             both = key in asv_again and key in family_again
@@ -197,7 +197,7 @@ def recheck(asv: Path, family: Path, off: dict[tuple, float], tolerance: float,
             + f" | {'**still disagrees**' if key in pending else 'agrees'} |" for key in off]  # fmt: skip
     still = [f"{k[0]} {k[1]} {k[2]} D={k[3]} B={k[4]}: asv/family = {off[k]:.2f}"
              + "".join(f", recheck {r:.2f}" for r in ratios[k]) for k in pending]  # fmt: skip
-    return rows, still, loads
+    return rows, still, busy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     asv, family = asv_cells(args.asv), family_cells(args.family)
     rows, off = compare(asv, family, args.tolerance)
-    recheck_rows, still, loads = (recheck(args.asv, args.family, off, args.tolerance, args.rechecks) if off
+    recheck_rows, still, busy = (recheck(args.asv, args.family, off, args.tolerance, args.rechecks) if off
                                   else ([], [], []))  # fmt: skip
     if not rows:
         verdict = "The two runs share no cell: nothing to compare."
@@ -234,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if recheck_rows:
         title = "## Rechecks of the cells outside the tolerance (asv and family both measured again)"
         load = (f"asv over {RECHECK_ROUNDS} rounds; cores busy in the second before each recheck: "
-                + ", ".join(f"{x:.0%}" for x in loads)
-                + (" (other work was running: these rechecks measure it too)" if max(loads) >= BUSY else "")
-                + "." if loads else "No recheck was run (`--rechecks 0`).")  # fmt: skip
+                + ", ".join(f"{x:.0%}" for x in busy)
+                + (" (other work was running: these rechecks measure it too)" if max(busy) >= BUSY else "")
+                + "." if busy else "No recheck was run (`--rechecks 0`).")  # fmt: skip
         text += "\n".join(["", "", title, "", load, "",
                             "| cell | first asv/family | rechecks | verdict |", "|---|---:|---|---|",
                             *recheck_rows])  # fmt: skip
