@@ -108,7 +108,12 @@ def test_busy_share_sees_a_busy_core():
     import threading
 
     stop = threading.Event()
-    spinner = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
     spinner.start()
     try:
         share = agreement.busy_share(0.3)
