@@ -3,12 +3,21 @@
 A job is a plain description (:class:`Job`); a job function ``fn(job) -> list[dict]`` trains one model and returns
 long-form rows ``{"step", "wall_time", "metric", "value"}``. The driver, never a worker, writes each run's rows to
 ``<out>/runs/<run_id>.csv`` (written to a temporary name, then renamed) as soon as that run finishes, so an
-interrupted sweep loses only the runs in flight, and a restarted one skips every run whose file exists.
+interrupted sweep loses only the runs in flight, and a restarted one skips every saved run.
 ``run_id`` hashes the study, the job's parameters, the seed and the git commit, so a changed configuration never
 reuses a stale run; a run tagged with another commit is reused only when that commit's training files for the job
 function are identical to HEAD's (:mod:`ablations.provenance`), so editing a figure or the guide keeps the runs and
-editing what a run computes re-runs it. When every job is done the files are concatenated into
-``<out>/metrics.csv``, and ``<out>/provenance.json`` records, per table, the commits its runs were trained at.
+editing what a run computes re-runs it. When every job is done the runs are concatenated into
+``<out>/metrics.csv`` (or the ``table`` given), and ``<out>/provenance.json`` records, per table, the commits its
+runs were trained at.
+
+A run is *saved* when its file is in ``runs/`` or its rows are in one of the study's tables (a ``*.csv`` of
+``<out>`` with a ``run_id`` column). Once a table is written it holds its runs, verbatim, and their files are
+removed; a run that a rewritten table drops, and no other table holds, goes back to its file (as the tuning stage's
+first pass drops the runs at rates past the grid). So ``runs/`` keeps only the runs no table holds, and no run is
+ever lost. Both are meant to be committed, so a study that takes
+several sittings resumes from a fresh clone, and ``make results-full`` on a clone of the published results reuses
+every run they hold.
 
 Backends:
 
@@ -171,10 +180,7 @@ def _write_run(job: Job, rows: list[dict], runs_dir: Path) -> None:
     frame.insert(2, "seed", job.seed)
     for offset, (name, value) in enumerate(sorted(job.params.items())):
         frame.insert(3 + offset, name, value if not isinstance(value, (list, dict)) else json.dumps(value))
-    path = runs_dir / f"{job.run_id}.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    _write_text(frame, runs_dir / f"{job.run_id}.csv")
 
 
 def run_sweep(
@@ -208,7 +214,10 @@ def run_sweep(
     out_dir = Path(out_dir)
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    saved = _saved_runs(jobs, runs_dir, reusable_commits(fn))
+    tables = _tabled_runs(out_dir)
+    tabled = {run_id: rows for runs in tables.values() for run_id, rows in runs.items()}
+    on_disk = {path.stem for path in runs_dir.glob("*.csv")} | set(tabled)
+    saved = _saved_runs(jobs, on_disk, reusable_commits(fn))
     todo = [job for job, found in zip(jobs, saved, strict=True) if found is None]
     failures = []
     if todo:
@@ -227,16 +236,47 @@ def run_sweep(
         raise RuntimeError(f"{len(failures)} of {len(jobs)} runs failed (finished runs are saved under {runs_dir}; "
                            "run the same command again to retry only these):\n" + "\n".join(failures))  # fmt: skip
     used = sorted((found or (job.run_id, job.commit) for job, found in zip(jobs, saved, strict=True)))
-    frame = pd.concat([pd.read_csv(runs_dir / f"{run_id}.csv") for run_id, _ in used], ignore_index=True)
-    frame.to_csv(out_dir / table, index=False)
+    files = {run_id: runs_dir / f"{run_id}.csv" for run_id, _ in used}
+    pieces = [_read_text(path) if path.exists() else tabled[run_id] for run_id, path in files.items()]
+    # Every run stays saved at each moment: runs this table drops (and no other holds) go back to files first,
+    # then the table is replaced, then the files of the runs it now holds are removed.
+    elsewhere = {run_id for name, runs in tables.items() if name != table for run_id in runs}
+    for run_id, rows in tables.get(table, {}).items():
+        if run_id not in files and run_id not in elsewhere:
+            _write_text(rows, runs_dir / f"{run_id}.csv")
+    path = out_dir / table
+    _write_text(pd.concat(pieces, ignore_index=True), path)
     _record_provenance(out_dir, table, [commit for _, commit in used])
-    return frame
+    for run_file in files.values():
+        run_file.unlink(missing_ok=True)
+    return pd.read_csv(path)
 
 
-def _saved_runs(jobs: Sequence[Job], runs_dir: Path, commits: Sequence[str]) -> list[tuple[str, str] | None]:
-    """Per job, ``(run_id, commit)`` of a saved run it may reuse (its own commit first, then ``commits``), or
-    ``None`` when it has to run."""
-    on_disk = {path.stem for path in runs_dir.glob("*.csv")}
+def _read_text(path: Path) -> pd.DataFrame:
+    """A CSV with every cell kept as its text, so that copying runs between files never reformats a number."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _write_text(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _tabled_runs(out_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per table of ``out_dir`` (a ``*.csv`` with a ``run_id`` column), the rows of each run it holds, by run id,
+    with only the columns that run filled."""
+    tables = {}
+    for path in sorted(out_dir.glob("*.csv")):
+        if "run_id" in pd.read_csv(path, nrows=0).columns:
+            tables[path.name] = {run_id: rows.loc[:, (rows != "").any()].reset_index(drop=True)
+                                 for run_id, rows in _read_text(path).groupby("run_id", sort=False)}  # fmt: skip
+    return tables
+
+
+def _saved_runs(jobs: Sequence[Job], on_disk: set[str], commits: Sequence[str]) -> list[tuple[str, str] | None]:
+    """Per job, ``(run_id, commit)`` of a saved run (an id in ``on_disk``) it may reuse, its own commit first, then
+    ``commits``; ``None`` when it has to run."""
     found = []
     for job in jobs:
         ids = ((replace(job, commit=c).run_id, c) for c in dict.fromkeys([job.commit, *commits]))

@@ -91,13 +91,63 @@ def test_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_sweep(jobs, functools.partial(_flaky, fail_on=jobs[2].run_id, calls=first_calls), tmp_path,
                   backend="serial", progress=False)  # fmt: skip
-    saved = {p.name: p.read_text() for p in (tmp_path / "runs").glob("*.csv")}
-    assert sorted(saved) == sorted(f"{job.run_id}.csv" for job in jobs[:2])
+    saved = {p.stem: pd.read_csv(p) for p in (tmp_path / "runs").glob("*.csv")}
+    assert sorted(saved) == sorted(job.run_id for job in jobs[:2])
     frame = run_sweep(jobs, functools.partial(_flaky, fail_on="", calls=second_calls), tmp_path, backend="serial",
                       progress=False)  # fmt: skip
     assert second_calls == [job.run_id for job in jobs[2:]]
-    assert {p.name: p.read_text() for p in (tmp_path / "runs").glob("*.csv") if p.name in saved} == saved
+    for run_id, rows in saved.items():
+        pd.testing.assert_frame_equal(frame[frame.run_id == run_id][rows.columns].reset_index(drop=True), rows)
     assert sorted(frame.run_id.unique()) == sorted(job.run_id for job in jobs)
+
+
+def _counted(job, calls: list):
+    calls.append(job.run_id)
+    return [{"step": step, "wall_time": 0.1 * step, "metric": "val_loss", "value": 1.0 / (step + 1) + job.seed / 3}
+            for step in range(3)]  # fmt: skip
+
+
+def test_a_written_table_holds_its_runs_and_a_later_sweep_reuses_them(tmp_path):
+    jobs = [Job("s", label, seed, {"width": 32, "lr": 1e-3}) for label in ("a", "b") for seed in range(2)]
+    first, second = [], []
+    table = run_sweep(jobs[:3], functools.partial(_counted, calls=first), tmp_path, backend="serial", progress=False)
+    assert not list((tmp_path / "runs").glob("*.csv"))  # the table absorbed the run files: a clone needs only it
+    text = (tmp_path / "metrics.csv").read_text().splitlines()
+    frame = run_sweep(jobs, functools.partial(_counted, calls=second), tmp_path, backend="serial", progress=False)
+    assert len(first) == 3 and second == [jobs[3].run_id]
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[: len(text)] == text  # copied verbatim
+    pd.testing.assert_frame_equal(frame.iloc[: len(table)], table)
+
+
+def test_runs_saved_before_an_interruption_survive_a_table_rewrite(tmp_path):
+    jobs = [Job("s", "a", seed, {"lr": 1e-3}) for seed in range(4)]
+    calls = []
+    run_sweep(jobs[:2], functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(jobs, functools.partial(_flaky_counted, fail_on=jobs[3].run_id, calls=calls), tmp_path,
+                  backend="serial", progress=False)  # fmt: skip
+    assert [p.stem for p in (tmp_path / "runs").glob("*.csv")] == [jobs[2].run_id]
+    frame = run_sweep(jobs, functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    assert calls == [job.run_id for job in jobs] and frame.run_id.nunique() == 4
+
+
+def test_runs_a_rewritten_table_drops_go_back_to_their_files(tmp_path):
+    jobs = [Job("s", "a", seed, {"lr": 1e-3}) for seed in range(4)]
+    calls = []
+    run_sweep(jobs, functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    run_sweep(jobs[:2], functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    assert sorted(p.stem for p in (tmp_path / "runs").glob("*.csv")) == sorted(job.run_id for job in jobs[2:])
+    run_sweep(jobs, functools.partial(_counted, calls=calls), tmp_path, table="tuning.csv", backend="serial",
+              progress=False)  # fmt: skip
+    run_sweep(jobs[:1], functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    assert not list((tmp_path / "runs").glob("*.csv"))  # tuning.csv still holds the three metrics.csv dropped
+    assert len(calls) == 4
+
+
+def _flaky_counted(job, fail_on: str, calls: list):
+    if job.run_id == fail_on:
+        raise KeyboardInterrupt
+    return _counted(job, calls)
 
 
 def _fails_once(job, bad: str):
