@@ -15,9 +15,8 @@ A run is *saved* when its file is in ``runs/`` or its rows are in one of the stu
 ``<out>`` with a ``run_id`` column). Once a table is written it holds its runs, verbatim, and their files are
 removed; a run that a rewritten table drops, and no other table holds, goes back to its file (as the tuning stage's
 first pass drops the runs at rates past the grid). So ``runs/`` keeps only the runs no table holds, and no run is
-ever lost. Both are meant to be committed, so a study that takes
-several sittings resumes from a fresh clone, and ``make results-full`` on a clone of the published results reuses
-every run they hold.
+ever lost. Both are meant to be committed, so a study that takes several sittings resumes from a fresh clone, and
+``make results-full`` on a clone of the published results reuses every run they hold.
 
 Backends:
 
@@ -216,8 +215,8 @@ def run_sweep(
     runs_dir.mkdir(parents=True, exist_ok=True)
     tables = _tabled_runs(out_dir)
     tabled = {run_id: rows for runs in tables.values() for run_id, rows in runs.items()}
-    on_disk = {path.stem for path in runs_dir.glob("*.csv")} | set(tabled)
-    saved = _saved_runs(jobs, on_disk, reusable_commits(fn))
+    known = {path.stem for path in runs_dir.glob("*.csv")} | set(tabled)
+    saved = _saved_runs(jobs, known, reusable_commits(fn))
     todo = [job for job, found in zip(jobs, saved, strict=True) if found is None]
     failures = []
     if todo:
@@ -274,13 +273,13 @@ def _tabled_runs(out_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
     return tables
 
 
-def _saved_runs(jobs: Sequence[Job], on_disk: set[str], commits: Sequence[str]) -> list[tuple[str, str] | None]:
-    """Per job, ``(run_id, commit)`` of a saved run (an id in ``on_disk``) it may reuse, its own commit first, then
+def _saved_runs(jobs: Sequence[Job], known: set[str], commits: Sequence[str]) -> list[tuple[str, str] | None]:
+    """Per job, ``(run_id, commit)`` of a saved run (an id in ``known``) it may reuse, its own commit first, then
     ``commits``; ``None`` when it has to run."""
     found = []
     for job in jobs:
         ids = ((replace(job, commit=c).run_id, c) for c in dict.fromkeys([job.commit, *commits]))
-        found.append(next((hit for hit in ids if hit[0] in on_disk), None))
+        found.append(next((hit for hit in ids if hit[0] in known), None))
     return found
 
 
