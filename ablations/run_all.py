@@ -1,12 +1,14 @@
 """Regenerate every study (sweep, figures, table) and the strategy guide ``<DIR>/README.md``.
 
     python -m ablations.run_all [--full] [--only basis_expansion ...] [--backend local|ray|serial] [--workers N]
-        [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda] [--results DIR]
+        [--ray-address ADDR] [--gpus G] [--threads T] [--device cpu|cuda] [--results DIR] [--plan]
 
 ``--results DIR`` (default ``results/``, the published folder; ``--out`` is an alias) is where the studies and the
 guide are written: ``make results`` passes the git-ignored ``results-quick/``, ``make results-full`` ``results/``.
 Studies resume: finished runs are kept under ``<DIR>/<study>/runs/`` and skipped when the same command runs again
 (a tuned study resumes its tuning stage too), so an interrupted ``--full`` run continues where it stopped.
+``--plan`` trains and writes nothing: it prints, per study, how many runs are saved and how many are left to train
+(for a tuned study whose tuning stage is unfinished, the later stages only as upper bounds).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import time
 from pathlib import Path
 
 from . import guide
-from .common import RESULTS, STUDY_MODULES, main
+from .common import RESULTS, STUDY_MODULES, ProtocolConfig, main, make_config
+from .common import _parser as study_parser  # the study scripts' own command line, so a plan sees their jobs
 from .frames import display_path
-from .sweep import BACKENDS
+from .sweep import BACKENDS, PlanStage, run_sweep, tuned_sweep
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per Ray job (needs --device cuda)")
     parser.add_argument("--device", default="cpu", help="where every run trains: cpu or cuda")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--plan", action="store_true", help="train nothing: count the runs saved and left per study")
     parser.add_argument("--results", "--out", dest="results", type=Path, default=RESULTS,
                         help="output root (default: the published results/)")  # fmt: skip
     return parser
@@ -44,6 +48,9 @@ def run(argv: list[str] | None = None) -> None:
                  "--gpus", str(args.gpus), "--device", args.device]  # fmt: skip
     forwarded += (["--full"] if args.full else []) + (["--no-progress"] if args.no_progress else [])
     forwarded += ["--ray-address", args.ray_address] if args.ray_address else []
+    if args.plan:
+        plan(args.only, forwarded, args.results)
+        return
     begin = time.perf_counter()
     for index, study in enumerate(args.only, 1):
         print(f"[{index}/{len(args.only)}] {study} ({'full' if args.full else 'quick'} profile)", flush=True)
@@ -54,6 +61,37 @@ def run(argv: list[str] | None = None) -> None:
         print(f"{study}: {time.perf_counter() - start:.0f} s -> {display_path(out)}", flush=True)
     print(display_path(guide.write(args.results)))
     print(f"{len(args.only)} studies in {time.perf_counter() - begin:.0f} s", flush=True)
+
+
+def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanStage]:
+    """Print what ``run`` with the same options would train, study by study, and return every study's stages."""
+    every, bounded = [], 0
+    for study in studies:
+        module = importlib.import_module(STUDY_MODULES[study])
+        config = make_config(module.Config, study_parser(study, module.Config).parse_args(forwarded))
+        jobs, stages, out = module.jobs(config), [], results / study
+        if isinstance(config, ProtocolConfig):
+            tuned_sweep(jobs, module.run, out, config.lr_grid, config.tune_seeds, plan=stages)
+        else:
+            run_sweep(jobs, module.run, out, plan=stages)
+        print(f"{study}: {describe(stages)}", flush=True)
+        every += stages
+        bounded += sum(stage.todo for stage in stages if stage.bound)
+    now = sum(stage.todo for stage in every if not stage.bound)
+    print(f"to train: {now} runs" + (f", then up to {bounded} more once tuning finishes" if bounded else ""))
+    return every
+
+
+def describe(stages: list[PlanStage]) -> str:
+    """One study's plan in words."""
+    if not any(stage.todo for stage in stages):
+        counts = ", ".join(f"{stage.table}: {stage.runs} runs" for stage in stages)
+        return f"nothing to train ({counts}, all saved)"
+    known = [f"{stage.table}: {stage.todo} of {stage.runs} runs to train" for stage in stages
+             if not stage.bound and stage.todo]  # fmt: skip
+    what = {"tuning.csv": "tuning runs at rates past the grid", "metrics.csv": "final-stage runs"}
+    bounds = [f"up to {stage.todo} {what.get(stage.table, stage.table)}" for stage in stages if stage.bound]
+    return "; ".join(known) + (f"; then {' and '.join(bounds)}" if bounds else "")
 
 
 if __name__ == "__main__":

@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import hashlib
+import io
 import json
 import math
 import multiprocessing
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -75,6 +76,18 @@ class Job:
         digest = hashlib.sha1(text.encode()).hexdigest()[:10]
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.label)
         return f"{safe}__seed{self.seed}__{digest}"
+
+
+@dataclass(frozen=True)
+class PlanStage:
+    """One sweep of a dry run (``plan=`` of :func:`run_sweep` and :func:`tuned_sweep`): the table it writes, how
+    many runs it needs and how many of those are not saved yet. ``bound`` marks a stage that depends on runs not
+    trained yet, whose ``todo`` is then an upper bound."""
+
+    table: str
+    runs: int
+    todo: int
+    bound: bool = False
 
 
 #: What results depend on: every tracked file outside ``results/`` except documentation (``*.md``), so committing
@@ -196,9 +209,13 @@ def run_sweep(
     fresh_process: bool = False,
     table: str = "metrics.csv",
     desc: str | None = None,
-) -> pd.DataFrame:
+    plan: list[PlanStage] | None = None,
+) -> pd.DataFrame | None:
     """Run every job not finished yet, save each run as it finishes, and return the study's long-form frame
     (also written to ``<out_dir>/<table>``).
+
+    With a list as ``plan`` it is a dry run: it trains and writes nothing, replaces ``table``'s entry of ``plan``
+    with a :class:`PlanStage`, and returns the frame the sweep would write, or ``None`` when some runs are missing.
 
     Raises:
         ValueError: for an unknown backend or duplicate run ids.
@@ -212,12 +229,17 @@ def run_sweep(
         raise ValueError("two jobs share a run id: give every (label, params, seed) combination its own label")
     out_dir = Path(out_dir)
     runs_dir = out_dir / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
     tables = _tabled_runs(out_dir)
-    tabled = {run_id: rows for runs in tables.values() for run_id, rows in runs.items()}
-    known = {path.stem for path in runs_dir.glob("*.csv")} | set(tabled)
+    holder = {run_id: held for held in tables.values() for run_id in held}
+    known = {path.stem for path in runs_dir.glob("*.csv")} | set(holder)
     saved = _saved_runs(jobs, known, reusable_commits(fn))
     todo = [job for job, found in zip(jobs, saved, strict=True) if found is None]
+    if plan is not None:
+        plan[:] = [stage for stage in plan if stage.table != table] + [PlanStage(table, len(jobs), len(todo))]
+        if todo:
+            return None
+    else:
+        runs_dir.mkdir(parents=True, exist_ok=True)
     failures = []
     if todo:
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or out_dir.name, unit="run",
@@ -236,13 +258,15 @@ def run_sweep(
                            "run the same command again to retry only these):\n" + "\n".join(failures))  # fmt: skip
     used = sorted((found or (job.run_id, job.commit) for job, found in zip(jobs, saved, strict=True)))
     files = {run_id: runs_dir / f"{run_id}.csv" for run_id, _ in used}
-    pieces = [_read_text(path) if path.exists() else tabled[run_id] for run_id, path in files.items()]
+    pieces = [_read_text(path) if path.exists() else holder[run_id][run_id] for run_id, path in files.items()]
+    if plan is not None:
+        return pd.read_csv(io.StringIO(pd.concat(pieces, ignore_index=True).to_csv(index=False)))
     # Every run stays saved at each moment: runs this table drops (and no other holds) go back to files first,
     # then the table is replaced, then the files of the runs it now holds are removed.
     elsewhere = {run_id for name, runs in tables.items() if name != table for run_id in runs}
-    for run_id, rows in tables.get(table, {}).items():
+    for run_id in tables.get(table, {}):
         if run_id not in files and run_id not in elsewhere:
-            _write_text(rows, runs_dir / f"{run_id}.csv")
+            _write_text(tables[table][run_id], runs_dir / f"{run_id}.csv")
     path = out_dir / table
     _write_text(pd.concat(pieces, ignore_index=True), path)
     _record_provenance(out_dir, table, [commit for _, commit in used])
@@ -262,15 +286,33 @@ def _write_text(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _tabled_runs(out_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
-    """Per table of ``out_dir`` (a ``*.csv`` with a ``run_id`` column), the rows of each run it holds, by run id,
-    with only the columns that run filled."""
-    tables = {}
-    for path in sorted(out_dir.glob("*.csv")):
-        if "run_id" in pd.read_csv(path, nrows=0).columns:
-            tables[path.name] = {run_id: rows.loc[:, (rows != "").any()].reset_index(drop=True)
-                                 for run_id, rows in _read_text(path).groupby("run_id", sort=False)}  # fmt: skip
-    return tables
+class _HeldRuns(Mapping):
+    """The runs one table holds, by run id. A run's rows, with only the columns that run filled, are cut out of the
+    table when asked for, so that looking up which runs a large table holds stays cheap."""
+
+    def __init__(self, path: Path):
+        frame = _read_text(path)
+        by_run = frame["run_id"]
+        self._columns = frame.columns.to_numpy()
+        self._cells = frame.to_numpy(dtype=object)
+        self._positions = frame.groupby(by_run, sort=False).indices
+        self._filled = (frame != "").groupby(by_run, sort=False).any()
+
+    def __getitem__(self, run_id: str) -> pd.DataFrame:
+        filled = self._filled.loc[run_id].to_numpy()
+        return pd.DataFrame(self._cells[self._positions[run_id]][:, filled], columns=self._columns[filled])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
+def _tabled_runs(out_dir: Path) -> dict[str, _HeldRuns]:
+    """The runs held by each table of ``out_dir`` (a ``*.csv`` with a ``run_id`` column), by table name."""
+    return {path.name: _HeldRuns(path) for path in sorted(out_dir.glob("*.csv"))
+            if "run_id" in pd.read_csv(path, nrows=0).columns}  # fmt: skip
 
 
 def _saved_runs(jobs: Sequence[Job], known: set[str], commits: Sequence[str]) -> list[tuple[str, str] | None]:
@@ -352,13 +394,18 @@ def tuned_sweep(
     the optimum. Stage 2 runs every seed at the chosen rate (``metrics.csv``), reusing the stage-1 runs it contains.
     Every run keeps the configured grid as ``params["lr_grid"]`` (so extending never renames a run). A grid of one
     rate skips stage 1. Both stages resume like :func:`run_sweep`.
+
+    ``plan=`` (a list) makes it a dry run, as for :func:`run_sweep`: when the tuning runs are not all saved, the
+    rates past the grid and the final stage depend on them, so their entries are upper bounds (``bound=True``).
     """
     if not lr_grid:
         raise ValueError("lr_grid is empty: give at least one learning rate")
     if tune_seeds < 1:
         raise ValueError(f"tune_seeds must be at least 1, got {tune_seeds}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = sweep_options.get("plan")
+    if plan is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     grid = [float(lr) for lr in lr_grid]
     if len(grid) == 1:
         choice = {job.label: grid[0] for job in jobs}
@@ -370,6 +417,9 @@ def tuned_sweep(
         while True:
             tuning = run_sweep(stage1, fn, out_dir, table="tuning.csv", desc=f"{out_dir.name} (lr tuning)",
                                **sweep_options)  # fmt: skip
+            if tuning is None:  # a dry run, with tuning runs to train: what follows depends on them
+                _plan_after_tuning(plan, jobs, tried, len(grid), tune_seeds, extensions)
+                return None
             choice, selection = select_lr(tuning, grid)
             more = []
             for label, rates in tried.items():
@@ -381,5 +431,18 @@ def tuned_sweep(
             if not more:
                 break
             stage1 += more
-    selection.to_csv(out_dir / "lr_selection.csv", index=False)
+    if plan is None:
+        selection.to_csv(out_dir / "lr_selection.csv", index=False)
     return run_sweep([_with_lr(job, choice[job.label], grid) for job in jobs], fn, out_dir, **sweep_options)
+
+
+def _plan_after_tuning(plan: list[PlanStage], jobs: Sequence[Job], tried: dict[str, list[float]], grid_size: int,
+                       tune_seeds: int, extensions: int) -> None:  # fmt: skip
+    """Bounds on the stages that follow an unfinished tuning stage: every label may still try every extension it
+    has left, and every seed past the tuning ones may have to run at the rate it picks."""
+    tuning = [job for job in jobs if job.seed < tune_seeds]
+    left = {label: extensions - (len(rates) - grid_size) if grid_size >= 3 else 0 for label, rates in tried.items()}
+    more = sum(left[job.label] for job in tuning)
+    if more:
+        plan.append(PlanStage("tuning.csv", more, more, bound=True))
+    plan.append(PlanStage("metrics.csv", len(jobs), len(jobs) - len(tuning), bound=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -15,8 +16,9 @@ import torch
 
 from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary, sweep
 from ablations.common import STUDY_MODULES, main, regressor
+from ablations.run_all import plan as plan_studies
 from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
-from ablations.sweep import Job, next_rate, run_sweep, select_lr, tuned_sweep
+from ablations.sweep import Job, PlanStage, next_rate, run_sweep, select_lr, tuned_sweep
 from ablations.tables import lr_at_edge
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
 from ablations.train import EarlyStopping, FlowMatching, Regression, TrainConfig, evaluate, fit
@@ -142,6 +144,70 @@ def test_runs_a_rewritten_table_drops_go_back_to_their_files(tmp_path):
     run_sweep(jobs[:1], functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
     assert not list((tmp_path / "runs").glob("*.csv"))  # tuning.csv still holds the three metrics.csv dropped
     assert len(calls) == 4
+
+
+def _snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _never(job):
+    raise AssertionError(f"a dry run trained {job.run_id}")
+
+
+def test_a_dry_run_counts_the_runs_left_and_trains_and_writes_nothing(tmp_path):
+    jobs = [Job("s", label, seed, {"lr": 1e-3}) for label in ("a", "b") for seed in range(2)]
+    plan = []
+    assert run_sweep(jobs, _never, tmp_path / "new", plan=plan) is None and not (tmp_path / "new").exists()
+    assert plan == [PlanStage("metrics.csv", 4, 4)]
+    calls = []
+    run_sweep(jobs[:1], functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    run_sweep(jobs[1:3], functools.partial(_counted, calls=calls), tmp_path, table="other.csv", backend="serial",
+              progress=False)  # fmt: skip
+    before = _snapshot(tmp_path)
+    assert run_sweep(jobs, _never, tmp_path, plan=plan) is None
+    assert plan == [PlanStage("metrics.csv", 4, 1)] and _snapshot(tmp_path) == before
+    frame = run_sweep(jobs, functools.partial(_counted, calls=calls), tmp_path, backend="serial", progress=False)
+    before = _snapshot(tmp_path)
+    pd.testing.assert_frame_equal(run_sweep(jobs, _never, tmp_path, plan=plan), frame)
+    assert plan == [PlanStage("metrics.csv", 4, 0)] and _snapshot(tmp_path) == before
+
+
+def _edge_optimum(job, calls: list, stop_after: int):
+    """Label "a" has its best rate inside the grid, label "b" past its top edge (so it tries 0.03 and 0.1)."""
+    if len(calls) == stop_after:
+        raise KeyboardInterrupt
+    calls.append(job.run_id)
+    optimum = 3e-3 if job.label == "a" else 3e-2
+    loss = (np.log10(job.params["lr"]) - np.log10(optimum)) ** 2 + 0.1 * job.seed
+    return [{"step": 0, "wall_time": 0.0, "metric": "val_loss", "value": loss}]
+
+
+@pytest.mark.parametrize("stop_after", range(13))  # a full sweep trains 12 runs: interrupt it after each
+def test_a_dry_run_of_a_tuned_sweep_counts_what_the_resumed_sweep_trains(tmp_path, stop_after):
+    jobs = [Job("s", label, seed, {"lr": 0.0}) for label in ("a", "b") for seed in range(3)]
+    options = dict(lr_grid=[1e-3, 3e-3, 1e-2], tune_seeds=1, backend="serial", progress=False)
+    with contextlib.suppress(KeyboardInterrupt):
+        tuned_sweep(jobs, functools.partial(_edge_optimum, calls=[], stop_after=stop_after), tmp_path, **options)
+    before, plan = _snapshot(tmp_path), []
+    planned = tuned_sweep(jobs, _never, tmp_path, plan=plan, **options)
+    assert _snapshot(tmp_path) == before
+    calls = []
+    frame = tuned_sweep(jobs, functools.partial(_edge_optimum, calls=calls, stop_after=-1), tmp_path, **options)
+    exact = sum(stage.todo for stage in plan if not stage.bound)
+    if any(stage.bound for stage in plan):
+        assert planned is None and exact < len(calls) <= exact + sum(stage.todo for stage in plan if stage.bound)
+    else:
+        assert len(calls) == exact and [stage.table for stage in plan] == ["tuning.csv", "metrics.csv"]
+        if exact == 0:
+            pd.testing.assert_frame_equal(planned, frame)
+
+
+def test_run_all_plan_lists_every_run_of_a_study_not_trained_yet(tmp_path, capsys):
+    module = study_cache
+    stages = plan_studies(["weight_cache"], [], tmp_path)
+    runs = len(module.jobs(module.Config()))
+    assert stages == [PlanStage("metrics.csv", runs, runs)] and not list(tmp_path.iterdir())
+    assert f"weight_cache: metrics.csv: {runs} of {runs} runs to train" in capsys.readouterr().out
 
 
 def _flaky_counted(job, fail_on: str, calls: list):
