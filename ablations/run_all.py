@@ -8,7 +8,8 @@ guide are written: ``make results`` passes the git-ignored ``results-quick/``, `
 Studies resume: finished runs are kept under ``<DIR>/<study>/runs/`` and skipped when the same command runs again
 (a tuned study resumes its tuning stage too), so an interrupted ``--full`` run continues where it stopped.
 ``--plan`` trains and writes nothing: it prints, per study, how many runs are saved and how many are left to train
-(for a tuned study whose tuning stage is unfinished, the later stages only as upper bounds).
+(for a tuned study whose tuning stage is unfinished, the later stages only as upper bounds), and the worker-hours
+those take, estimated from saved runs of the same configuration.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import argparse
 import importlib
 import time
 from pathlib import Path
+from statistics import median
 
 from . import guide
 from .common import RESULTS, STUDY_MODULES, ProtocolConfig, main, make_config
 from .common import _parser as study_parser  # the study scripts' own command line, so a plan sees their jobs
 from .frames import display_path
-from .sweep import BACKENDS, PlanStage, run_sweep, tuned_sweep
+from .sweep import BACKENDS, PlanStage, run_seconds, run_sweep, tuned_sweep
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,8 +66,9 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanStage]:
-    """Print what ``run`` with the same options would train, study by study, and return every study's stages."""
-    every, bounded = [], 0
+    """Print what ``run`` with the same options would train, study by study, with the training time it would take
+    where saved runs of the same configurations tell it, and return every study's stages."""
+    every, now, later = [], (0.0, 0, 0), (0.0, 0, 0)
     for study in studies:
         module = importlib.import_module(STUDY_MODULES[study])
         config = make_config(module.Config, study_parser(study, module.Config).parse_args(forwarded))
@@ -75,11 +78,34 @@ def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanSt
         else:
             run_sweep(jobs, module.run, out, plan=stages)
         print(f"{study}: {describe(stages)}", flush=True)
+        if any(stage.todo for stage in stages):
+            seconds = run_seconds(out)
+            now = _add(now, _estimate([job for stage in stages if not stage.bound for job in stage.jobs], seconds))
+            later = _add(later, _estimate([job for stage in stages if stage.bound for job in stage.jobs], seconds))
         every += stages
-        bounded += sum(stage.todo for stage in stages if stage.bound)
-    now = sum(stage.todo for stage in every if not stage.bound)
-    print(f"to train: {now} runs" + (f", then up to {bounded} more once tuning finishes" if bounded else ""))
+    then = f", then up to {later[2]} more once tuning finishes ({_time(*later)})" if later[2] else ""
+    print(f"to train: {now[2]} runs ({_time(*now)}){then}")
     return every
+
+
+def _estimate(jobs: list, seconds: dict[tuple[str, str], list[float]]) -> tuple[float, int, int]:
+    """Training hours of ``jobs`` (each at the median of the saved runs with its label and step budget), how many
+    of them have such runs, and how many there are."""
+    keys = [(job.label, str(job.params.get("steps", ""))) for job in jobs]
+    known = [median(seconds[key]) for key in keys if key in seconds]
+    return sum(known) / 3600, len(known), len(keys)
+
+
+def _add(a: tuple, b: tuple) -> tuple:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def _time(hours: float, estimated: int, runs: int) -> str:
+    """An estimate in words: worker-hours (one run at a time per worker) and which runs it covers."""
+    if not estimated:
+        return "no saved run of these configurations to estimate the time from" if runs else "none"
+    cover = "" if estimated == runs else f" for the {estimated} whose configuration has saved runs"
+    return f"≈ {hours:.1f} worker-hours of training{cover}"
 
 
 def describe(stages: list[PlanStage]) -> str:

@@ -81,13 +81,15 @@ class Job:
 @dataclass(frozen=True)
 class PlanStage:
     """One sweep of a dry run (``plan=`` of :func:`run_sweep` and :func:`tuned_sweep`): the table it writes, how
-    many runs it needs and how many of those are not saved yet. ``bound`` marks a stage that depends on runs not
-    trained yet, whose ``todo`` is then an upper bound."""
+    many runs it needs and how many of those are not saved yet (``todo``; ``jobs`` holds them). ``bound`` marks a
+    stage that depends on runs not trained yet: ``todo`` is then an upper bound, and ``jobs`` the configurations
+    that may have to run (their rate is not known yet)."""
 
     table: str
     runs: int
     todo: int
     bound: bool = False
+    jobs: tuple = field(default=(), compare=False, repr=False)
 
 
 #: What results depend on: every tracked file outside ``results/`` except documentation (``*.md``), so committing
@@ -235,7 +237,8 @@ def run_sweep(
     saved = _saved_runs(jobs, known, reusable_commits(fn))
     todo = [job for job, found in zip(jobs, saved, strict=True) if found is None]
     if plan is not None:
-        plan[:] = [stage for stage in plan if stage.table != table] + [PlanStage(table, len(jobs), len(todo))]
+        stage = PlanStage(table, len(jobs), len(todo), jobs=tuple(todo))
+        plan[:] = [other for other in plan if other.table != table] + [stage]
         if todo:
             return None
     else:
@@ -291,7 +294,7 @@ class _HeldRuns(Mapping):
     table when asked for, so that looking up which runs a large table holds stays cheap."""
 
     def __init__(self, path: Path):
-        frame = _read_text(path)
+        frame = self.frame = _read_text(path)
         by_run = frame["run_id"]
         self._columns = frame.columns.to_numpy()
         self._cells = frame.to_numpy(dtype=object)
@@ -440,9 +443,29 @@ def _plan_after_tuning(plan: list[PlanStage], jobs: Sequence[Job], tried: dict[s
                        tune_seeds: int, extensions: int) -> None:  # fmt: skip
     """Bounds on the stages that follow an unfinished tuning stage: every label may still try every extension it
     has left, and every seed past the tuning ones may have to run at the rate it picks."""
-    tuning = [job for job in jobs if job.seed < tune_seeds]
     left = {label: extensions - (len(rates) - grid_size) if grid_size >= 3 else 0 for label, rates in tried.items()}
-    more = sum(left[job.label] for job in tuning)
+    more = tuple(job for job in jobs if job.seed < tune_seeds for _ in range(left[job.label]))
     if more:
-        plan.append(PlanStage("tuning.csv", more, more, bound=True))
-    plan.append(PlanStage("metrics.csv", len(jobs), len(jobs) - len(tuning), bound=True))
+        plan.append(PlanStage("tuning.csv", len(more), len(more), bound=True, jobs=more))
+    final = tuple(job for job in jobs if job.seed >= tune_seeds)
+    plan.append(PlanStage("metrics.csv", len(jobs), len(final), bound=True, jobs=final))
+
+
+def run_seconds(out_dir: Path | str) -> dict[tuple[str, str], list[float]]:
+    """The training time (largest ``wall_time``) of every run saved in a study's folder, in tables or run files,
+    grouped by the run's label and step budget (``steps``, ``""`` without one): what a dry run's time estimate
+    rests on. A job's key is ``(job.label, str(job.params.get("steps", "")))``."""
+    out_dir = Path(out_dir)
+    frames = [held.frame for held in _tabled_runs(out_dir).values()]
+    frames += [_read_text(path) for path in sorted((out_dir / "runs").glob("*.csv"))]
+    runs = {}  # run id -> (key, seconds): a run held by two tables counts once
+    for frame in frames:
+        frame = frame.assign(steps=frame["steps"] if "steps" in frame else "",
+                             wall_time=pd.to_numeric(frame["wall_time"], errors="coerce"))  # fmt: skip
+        per_run = frame.groupby("run_id", sort=False).agg(label=("label", "first"), steps=("steps", "first"),
+                                                          seconds=("wall_time", "max"))  # fmt: skip
+        runs.update({run_id: ((row.label, row.steps), row.seconds) for run_id, row in per_run.dropna().iterrows()})
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for key, value in runs.values():
+        seconds.setdefault(key, []).append(float(value))
+    return seconds

@@ -16,6 +16,7 @@ import torch
 
 from ablations import guide, report, study_cache, study_equivariance, study_equivariance_sequence, summary, sweep
 from ablations.common import STUDY_MODULES, main, regressor
+from ablations.run_all import _estimate as plan_estimate
 from ablations.run_all import plan as plan_studies
 from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
 from ablations.sweep import Job, PlanStage, next_rate, run_sweep, select_lr, tuned_sweep
@@ -170,6 +171,19 @@ def test_a_dry_run_counts_the_runs_left_and_trains_and_writes_nothing(tmp_path):
     before = _snapshot(tmp_path)
     pd.testing.assert_frame_equal(run_sweep(jobs, _never, tmp_path, plan=plan), frame)
     assert plan == [PlanStage("metrics.csv", 4, 0)] and _snapshot(tmp_path) == before
+
+
+def test_a_dry_run_estimates_time_from_saved_runs_of_the_same_configuration(tmp_path):
+    jobs = [Job("s", label, seed, {"steps": 3, "lr": lr}) for label in ("a", "b") for seed in range(2)
+            for lr in (1e-3, 1e-2)]  # fmt: skip
+    run_sweep(jobs[:1], functools.partial(_counted, calls=[]), tmp_path, backend="serial", progress=False)
+    run_sweep(jobs[1:2], functools.partial(_counted, calls=[]), tmp_path, table="t.csv", backend="serial",
+              progress=False)  # fmt: skip
+    seconds = sweep.run_seconds(tmp_path)
+    assert seconds == {("a", "3"): [0.2, 0.2]}  # _counted logs wall times 0, 0.1, 0.2
+    plan = []
+    run_sweep(jobs, _never, tmp_path, plan=plan)
+    assert plan_estimate(plan[0].jobs, seconds) == (pytest.approx(2 * 0.2 / 3600), 2, 6)  # "a" has 2 left
 
 
 def _edge_optimum(job, calls: list, stop_after: int):
