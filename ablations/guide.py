@@ -22,7 +22,7 @@ from .common import RESULTS, STUDY_MODULES
 from .frames import display_path
 from .stats import MIN_SEEDS, bootstrap_ci
 from .summary import LOSS, compare, equal_params_pairs, load_config, runs
-from .tables import budget_limited, lr_at_edge, read_selection
+from .tables import PLATEAU, budget_limited, late_gains, lr_at_edge, read_selection
 
 
 @dataclass
@@ -433,10 +433,13 @@ def _budget_note(results: Path, studies) -> list[str]:
         if frame is not None and (limited := budget_limited(frame)):
             profile = load_config(results / study).get("profile", "?")
             quick |= profile == "quick"
-            parts.append(f"`{study}` ({profile} profile) {len(limited)} of {frame.label.nunique()}")
+            worst = late_gains(frame).max()
+            parts.append(f"`{study}` ({profile} profile) {len(limited)} of {frame.label.nunique()} (up to "
+                         f"{100 * worst:.0f} %)")  # fmt: skip
     longer = "; the full profile trains up to 10× longer than the quick one" if quick else ""
-    lines = ["Configurations whose median run was still improving at the step budget (their losses are upper "
-             f"bounds{longer}): " + ", ".join(parts) + ".", ""] if parts else []  # fmt: skip
+    lines = [f"Configurations still improving at the step budget, i.e. whose median run's best validation loss fell "
+             f"by more than {PLATEAU:.0%} over the last quarter of its steps (their losses are upper bounds{longer}; "
+             "in brackets the largest such fall): " + ", ".join(parts) + ".", ""] if parts else []  # fmt: skip
     edges = []
     for study in studies:
         if (selection := read_selection(results / study)) is not None and (edge := lr_at_edge(selection)):

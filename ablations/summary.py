@@ -100,7 +100,8 @@ def commit_text(config: dict) -> str:
 
 def runs(data: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its parameters and every final metric as columns, plus ``late_train_loss_sd`` (spread of
-    the last quarter of its logged training losses) and ``cache_diff_during_training`` where logged."""
+    the last quarter of its logged training losses), ``late_val_gain`` (see :func:`late_gain`) and
+    ``cache_diff_during_training`` where logged."""
     params = [c for c in data.columns if c not in LONG_COLUMNS]
     keys = ["run_id", "label", "seed", *params]
     wide = finals(data).pivot_table(index="run_id", columns="metric", values="value", aggfunc="last")
@@ -108,10 +109,34 @@ def runs(data: pd.DataFrame) -> pd.DataFrame:
     train = data[data.metric == "train_loss"]
     late = train[train.step >= 0.75 * train.groupby("run_id").step.transform("max")]
     wide["late_train_loss_sd"] = late.groupby("run_id").value.std()
+    if "val_loss" in set(data.metric):
+        wide["late_val_gain"] = late_gain(data)
     if "cache_output_max_abs_diff" in set(data.metric):
         diffs = data[data.metric == "cache_output_max_abs_diff"]
         wide["cache_diff_during_training"] = diffs.groupby("run_id").value.max()
     return info.join(wide).reset_index()
+
+
+#: Fraction of the step budget at whose end :func:`late_gain` measures the progress still being made.
+LATE = 0.25
+
+
+def late_gain(data: pd.DataFrame) -> pd.Series:
+    """Per run, how much its best validation loss still fell over the last :data:`LATE` of its step budget, relative
+    to the final best: ``(best up to 75 % of steps - best) / best``. Zero for a run that stopped before that point;
+    NaN for one with no validation loss logged by then.
+
+    This is the plateau test: a run that reached its best loss at the last step only by a hair (cosine decay makes
+    that common) gains almost nothing here, while one still falling fast does, whichever step its best landed on.
+    The budget is the ``steps`` column where logged, else the run's last logged step.
+    """
+    val = data[data.metric == "val_loss"].sort_values(["run_id", "step"])
+    best = val.groupby("run_id").value.cummin()
+    last = val.groupby("run_id").step.transform("max")
+    budget = pd.to_numeric(val["steps"], errors="coerce").fillna(last) if "steps" in val else last
+    final = best.groupby(val.run_id).last()
+    before = best[val.step <= (1 - LATE) * budget].groupby(val.run_id).last()
+    return (before.reindex(final.index) - final) / final.abs()
 
 
 def per_seed(frame: pd.DataFrame, label: str, metric: str = LOSS) -> pd.Series:

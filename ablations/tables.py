@@ -16,7 +16,7 @@ import pandas as pd
 
 from .frames import INTERVAL_TEXT, display_path
 from .stats import bootstrap_ci
-from .summary import BASIS_STUDIES, HUE, LOSS, commit_text, compare, comparisons, hue_order, runs, unpaired
+from .summary import BASIS_STUDIES, HUE, LATE, LOSS, commit_text, compare, comparisons, hue_order, runs, unpaired
 from .sweep import LR_EXTENSIONS
 
 COLUMNS = [
@@ -42,19 +42,32 @@ def _ordered_labels(frame: pd.DataFrame, hue: str) -> list[str]:
     return sorted(first.index, key=lambda lab: (order.index(first.loc[lab, hue]), *first.loc[lab, extra], lab))
 
 
+#: A configuration has plateaued when its median run's best validation loss fell by at most this fraction over the
+#: last quarter of the step budget (:func:`ablations.summary.late_gain`).
+PLATEAU = 0.01
+
+
 def _steps_cell(rows: pd.DataFrame) -> str:
-    """Median best and stopping step; "budget" when the median run was still improving at the last step."""
+    """Median best and stopping step, then the median late gain, flagged "budget" above :data:`PLATEAU`."""
     best, stop = rows.best_step.median(), rows.stopped_step.median()
-    limited = "steps" in rows and best >= rows.steps.iloc[0]
-    return f"{best:.0f} / {stop:.0f}" + (" (budget)" if limited else "")
+    cell = f"{best:.0f} / {stop:.0f}"
+    if "late_val_gain" in rows and pd.notna(gain := rows.late_val_gain.median()):
+        cell += f", {-100 * gain:.1f} %" + (" (budget)" if gain > PLATEAU else "")
+    return cell
+
+
+def late_gains(frame: pd.DataFrame) -> pd.Series:
+    """Median late gain (:func:`ablations.summary.late_gain`) per configuration; empty when none was logged."""
+    if "late_val_gain" not in frame:
+        return pd.Series(dtype=float)
+    return frame.groupby("label").late_val_gain.median().dropna()
 
 
 def budget_limited(frame: pd.DataFrame) -> list[str]:
-    """Configurations whose median run reached its best validation loss at the step budget (still improving)."""
-    if "steps" not in frame:
-        return []
-    medians = frame.groupby("label")[["best_step", "steps"]].median()
-    return sorted(medians.index[medians.best_step >= medians.steps])
+    """Configurations still improving at the step budget: their median run's best validation loss fell by more
+    than :data:`PLATEAU` over the last quarter of the budget. Their losses are upper bounds."""
+    gains = late_gains(frame)
+    return sorted(gains.index[gains > PLATEAU])
 
 
 def lr_at_edge(selection: pd.DataFrame | None) -> list[str]:
@@ -77,9 +90,9 @@ def read_selection(out: Path) -> pd.DataFrame | None:
 
 def main_table(frame: pd.DataFrame, hue: str, fresh: bool, edge: Sequence[str] = ()) -> str:
     columns = [(m, t, d) for m, t, d in COLUMNS if m in frame and (fresh or "rss" not in m)]
-    head = ["configuration", "lr (chosen)", "best / stop step (median; budget = still improving)", "params"] + [
-        t for _, t, _ in columns
-    ]
+    late = f"best / stop step; best val loss change over the last {LATE:.0%} of steps (median; budget = fell > "
+    late += f"{PLATEAU:.0%})"
+    head = ["configuration", "lr (chosen)", late, "params"] + [t for _, t, _ in columns]
     head += ["equivariance error, f32 / f64 (max)", "diverged"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for label in _ordered_labels(frame, hue):

@@ -20,7 +20,7 @@ from ablations.run_all import _estimate as plan_estimate
 from ablations.run_all import plan as plan_studies
 from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
 from ablations.sweep import Job, PlanStage, next_rate, run_sweep, select_lr, tuned_sweep
-from ablations.tables import lr_at_edge
+from ablations.tables import budget_limited, lr_at_edge
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
 from ablations.train import EarlyStopping, FlowMatching, Regression, TrainConfig, evaluate, fit
 from symm_layers.testing import group_elements
@@ -494,6 +494,30 @@ def test_a_choice_at_an_edge_of_the_rates_tried_is_flagged():
                               "lr": [1e-3, 3e-3, 1e-2, 1e-3, 3e-3, 1e-2, 3e-3],
                               "chosen": [False, True, False, False, False, True, True]})  # fmt: skip
     assert lr_at_edge(selection) == ["top"]  # a single rate is no tuning, not an edge
+
+
+def _curves(**losses) -> pd.DataFrame:
+    """Long-format validation curves (evaluated at steps 0, 100, ...; budget 400), one run per keyword."""
+    rows = [{"run_id": run, "label": run, "seed": 0, "steps": 400, "step": 100 * i, "wall_time": 0.0,
+             "metric": "val_loss", "value": v}
+            for run, values in losses.items() for i, v in enumerate(values)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_late_gain_is_the_fall_of_the_best_validation_loss_over_the_last_quarter_of_the_budget():
+    data = _curves(falling=[4, 3, 2, 1.5, 1], flat=[4, 2, 1.01, 1.005, 1.0], early=[4, 2, 1, 1.1],
+                   noisy=[4, 2, 1, 3, 1])  # fmt: skip
+    gain = summary.late_gain(data)
+    assert gain["falling"] == pytest.approx(0.5)  # best 1.5 at step 300 (75 % of 400), then 1
+    assert gain["flat"] == pytest.approx(0.005)  # best at the last step, but only by a hair
+    assert gain["early"] == 0 and gain["noisy"] == 0  # stopped (or no new best) in the last quarter
+
+
+def test_only_configurations_still_falling_past_the_plateau_tolerance_are_budget_limited():
+    data = _curves(falling=[4, 3, 2, 1.5, 1], flat=[4, 2, 1.01, 1.005, 1.0])
+    data = pd.concat([data, data.assign(metric="test_loss")])
+    frame = summary.runs(data)
+    assert budget_limited(frame) == ["falling"]
 
 
 def test_the_guide_calls_a_recommendation_on_edge_rates_provisional(tmp_path):
