@@ -337,6 +337,24 @@ def _record_provenance(out_dir: Path, table: str, commits: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- lr protocol
+#: Job parameter holding the step budget of :func:`tuned_sweep`'s final stage when it should differ from ``steps``,
+#: the budget of its tuning stage: rates are then chosen on the shorter runs, and every seed of the final stage
+#: trains for ``final_steps`` (none reuses a tuning run). The runs themselves never see this parameter.
+FINAL_STEPS = "final_steps"
+
+
+def _stage_jobs(jobs: Sequence[Job]) -> tuple[list[Job], list[Job]]:
+    """The tuning-stage and final-stage versions of ``jobs`` (see :data:`FINAL_STEPS`)."""
+    tuning, final = [], []
+    for job in jobs:
+        params = {k: v for k, v in job.params.items() if k != FINAL_STEPS}
+        tuning.append(Job(job.study, job.label, job.seed, params, job.commit))
+        if job.params.get(FINAL_STEPS) is not None:
+            params = {**params, "steps": job.params[FINAL_STEPS]}
+        final.append(Job(job.study, job.label, job.seed, params, job.commit))
+    return tuning, final
+
+
 def _with_lr(job: Job, lr: float, grid: Sequence[float]) -> Job:
     return Job(job.study, job.label, job.seed, {**job.params, "lr": float(lr), "lr_grid": [float(g) for g in grid]},
                job.commit)  # fmt: skip
@@ -396,7 +414,8 @@ def tuned_sweep(
     it (:func:`next_rate`), up to ``extensions`` extra rates, so that a choice at the edge of the grid is not taken for
     the optimum. Stage 2 runs every seed at the chosen rate (``metrics.csv``), reusing the stage-1 runs it contains.
     Every run keeps the configured grid as ``params["lr_grid"]`` (so extending never renames a run). A grid of one
-    rate skips stage 1. Both stages resume like :func:`run_sweep`.
+    rate skips stage 1. Both stages resume like :func:`run_sweep`. A job parameter :data:`FINAL_STEPS` gives stage 2
+    a longer budget than stage 1's ``steps`` (stage 2 then reuses no stage-1 run).
 
     ``plan=`` (a list) makes it a dry run, as for :func:`run_sweep`: when the tuning runs are not all saved, the
     rates past the grid and the final stage depend on them, so their entries are upper bounds (``bound=True``).
@@ -410,6 +429,7 @@ def tuned_sweep(
     if plan is None:
         out_dir.mkdir(parents=True, exist_ok=True)
     grid = [float(lr) for lr in lr_grid]
+    jobs, final = _stage_jobs(jobs)
     if len(grid) == 1:
         choice = {job.label: grid[0] for job in jobs}
         selection = pd.DataFrame({"label": list(choice), "lr": grid[0], "mean_best_val_loss": float("nan"),
@@ -421,7 +441,7 @@ def tuned_sweep(
             tuning = run_sweep(stage1, fn, out_dir, table="tuning.csv", desc=f"{out_dir.name} (lr tuning)",
                                **sweep_options)  # fmt: skip
             if tuning is None:  # a dry run, with tuning runs to train: what follows depends on them
-                _plan_after_tuning(plan, jobs, tried, len(grid), tune_seeds, extensions)
+                _plan_after_tuning(plan, jobs, final, tried, len(grid), tune_seeds, extensions)
                 return None
             choice, selection = select_lr(tuning, grid)
             more = []
@@ -436,19 +456,20 @@ def tuned_sweep(
             stage1 += more
     if plan is None:
         selection.to_csv(out_dir / "lr_selection.csv", index=False)
-    return run_sweep([_with_lr(job, choice[job.label], grid) for job in jobs], fn, out_dir, **sweep_options)
+    return run_sweep([_with_lr(job, choice[job.label], grid) for job in final], fn, out_dir, **sweep_options)
 
 
-def _plan_after_tuning(plan: list[PlanStage], jobs: Sequence[Job], tried: dict[str, list[float]], grid_size: int,
-                       tune_seeds: int, extensions: int) -> None:  # fmt: skip
+def _plan_after_tuning(plan: list[PlanStage], jobs: Sequence[Job], final: Sequence[Job], tried: dict[str, list[float]],
+                       grid_size: int, tune_seeds: int, extensions: int) -> None:  # fmt: skip
     """Bounds on the stages that follow an unfinished tuning stage: every label may still try every extension it
-    has left, and every seed past the tuning ones may have to run at the rate it picks."""
+    has left, and every final-stage job that cannot reuse a tuning run (a seed past the tuning ones, or any seed
+    when the final stage has its own budget) may have to run at the rate it picks."""
     left = {label: extensions - (len(rates) - grid_size) if grid_size >= 3 else 0 for label, rates in tried.items()}
     more = tuple(job for job in jobs if job.seed < tune_seeds for _ in range(left[job.label]))
     if more:
         plan.append(PlanStage("tuning.csv", len(more), len(more), bound=True, jobs=more))
-    final = tuple(job for job in jobs if job.seed >= tune_seeds)
-    plan.append(PlanStage("metrics.csv", len(jobs), len(final), bound=True, jobs=final))
+    todo = tuple(f for job, f in zip(jobs, final, strict=True) if job.seed >= tune_seeds or f != job)
+    plan.append(PlanStage("metrics.csv", len(final), len(todo), bound=True, jobs=todo))
 
 
 def run_seconds(out_dir: Path | str) -> dict[tuple[str, str], list[float]]:

@@ -169,7 +169,12 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
         f"a single rate means no tuning; with three or more, up to {LR_EXTENSIONS} rates past the grid are tried "
         'while the best is at an edge of those tried; "(edge)" marks a choice still at an edge, whose optimum may '
         "lie beyond); at most "
-        f"{cfg.get('steps', '?')} steps, evaluation every {cfg.get('eval_every', '?')}, early stop after "
+        + (
+            f"{cfg['steps']} steps while tuning and {cfg['final_steps']} in the final runs"
+            if cfg.get("final_steps")
+            else f"{cfg.get('steps', '?')} steps"
+        )
+        + f", evaluation every {cfg.get('eval_every', '?')}, early stop after "
         f"{cfg.get('patience', '?')} evaluations without improvement; test loss of the best-validation checkpoint."
         + (
             ""

@@ -196,9 +196,12 @@ def _edge_optimum(job, calls: list, stop_after: int):
     return [{"step": 0, "wall_time": 0.0, "metric": "val_loss", "value": loss}]
 
 
-@pytest.mark.parametrize("stop_after", range(13))  # a full sweep trains 12 runs: interrupt it after each
-def test_a_dry_run_of_a_tuned_sweep_counts_what_the_resumed_sweep_trains(tmp_path, stop_after):
-    jobs = [Job("s", label, seed, {"lr": 0.0}) for label in ("a", "b") for seed in range(3)]
+# A full sweep trains 12 runs (14 when the final stage has its own budget and reuses no tuning run): interrupt it
+# after each.
+@pytest.mark.parametrize(("stop_after", "final"), [(n, None) for n in range(13)] + [(n, 40) for n in range(15)])
+def test_a_dry_run_of_a_tuned_sweep_counts_what_the_resumed_sweep_trains(tmp_path, stop_after, final):
+    params = {"lr": 0.0, "steps": 10, **({"final_steps": final} if final else {})}
+    jobs = [Job("s", label, seed, params) for label in ("a", "b") for seed in range(3)]
     options = dict(lr_grid=[1e-3, 3e-3, 1e-2], tune_seeds=1, backend="serial", progress=False)
     with contextlib.suppress(KeyboardInterrupt):
         tuned_sweep(jobs, functools.partial(_edge_optimum, calls=[], stop_after=stop_after), tmp_path, **options)
@@ -443,6 +446,22 @@ def test_tuned_sweep_runs_all_seeds_at_the_chosen_rate_reusing_tuning_runs(tmp_p
     assert json.loads(frame.lr_grid.iloc[0]) == [1e-3, 3e-3, 1e-2]
     assert len(calls) == 2 * (3 + 2)  # 3 rates x 1 tuning seed, then 2 more seeds per label
     assert pd.read_csv(tmp_path / "lr_selection.csv").chosen.sum() == 2
+
+
+def test_a_final_budget_tunes_on_short_runs_and_trains_every_seed_for_it(tmp_path):
+    seen = []
+
+    def run(job):
+        seen.append(dict(job.params))
+        return _quadratic_in_log_lr(job)
+
+    jobs = [Job("s", label, seed, {"lr": 0.0, "steps": 10, "final_steps": 40}) for label in ("a", "b") for seed in
+            range(3)]  # fmt: skip
+    frame = tuned_sweep(jobs, run, tmp_path, [1e-3, 3e-3, 1e-2], tune_seeds=1, backend="serial", progress=False)
+    assert all("final_steps" not in params for params in seen)  # a run never sees it
+    assert [p["steps"] for p in seen] == [10] * 6 + [40] * 6  # 3 rates x 1 tuning seed x 2 labels, then every seed
+    assert set(frame.steps) == {40} and frame.run_id.nunique() == 6 and set(frame.lr) == {3e-3}
+    assert set(pd.read_csv(tmp_path / "tuning.csv").steps) == {10}
 
 
 STEPS = [(1e-2, True, 3e-2), (3e-2, True, 1e-1), (1e-3, False, 3e-4), (3e-3, False, 1e-3), (5e-3, True, 1.5e-2),
