@@ -170,13 +170,19 @@ def layout_decision(results: Path) -> Decision:
 
 
 def _tuning_caveat(results: Path, study: str) -> str:
-    """A warning for a recommendation resting on learning rates still at an edge of the rates tried, else ""."""
+    """A warning for a recommendation resting on learning rates still at an edge of the rates tried, or on
+    configurations still improving at their step budget (:func:`ablations.tables.budget_limited`), else ""."""
+    parts = []
     selection = read_selection(results / study)
-    edge = lr_at_edge(selection)
-    if not edge:
-        return ""
-    return (f" — provisional: the chosen learning rate is still at an edge of the rates tried in {len(edge)} of "
-            f"{selection.label.nunique()} configurations")  # fmt: skip
+    if edge := lr_at_edge(selection):
+        parts.append(f"the chosen learning rate is still at an edge of the rates tried in {len(edge)} of "
+                     f"{selection.label.nunique()} configurations")  # fmt: skip
+    frame = _runs(results, study)
+    if frame is not None and (limited := budget_limited(frame)):
+        fall = 100 * late_gains(frame).max()
+        parts.append(f"{len(limited)} of {frame.label.nunique()} configurations still improving at the step budget "
+                     f"(best validation loss down by up to {fall:.0f} % in its last quarter)")  # fmt: skip
+    return " — provisional: " + "; ".join(parts) if parts else ""
 
 
 def _norm_best(frame: pd.DataFrame) -> dict:

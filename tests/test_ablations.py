@@ -547,6 +547,14 @@ def test_the_guide_calls_a_recommendation_on_edge_rates_provisional(tmp_path):
     assert guide._tuning_caveat(tmp_path, "missing") == ""  # no tuning record: nothing to warn about
 
 
+def test_the_guide_calls_a_recommendation_on_runs_still_improving_at_the_budget_provisional(tmp_path):
+    (tmp_path / "s").mkdir()
+    data = _curves(falling=[4, 3, 2, 1.5, 1], flat=[4, 2, 1.01, 1.005, 1.0])
+    pd.concat([data, data.assign(metric="test_loss")]).to_csv(tmp_path / "s" / "metrics.csv", index=False)
+    caveat = guide._tuning_caveat(tmp_path, "s")
+    assert "provisional" in caveat and "1 of 2 configurations still improving" in caveat and "50 %" in caveat
+
+
 def test_zero_head_starts_the_regressor_at_the_zero_predictor_loss():
     task = RingOscillators(horizon=3)
     split = make_splits(task, {"train": 1, "val": 1, "test": 32}, data_seed=0)["test"]
