@@ -12,6 +12,7 @@ Nothing here measures.
 from __future__ import annotations
 
 import argparse
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,18 @@ class Decision:
 
 
 def _runs(results: Path, study: str) -> pd.DataFrame | None:
+    """The per-run frame of a study (a copy: callers may edit it), or None before it has run. Several rows of the
+    guide rest on one study, so each file is read once per version (path, modification time and size)."""
     path = results / study / "metrics.csv"
-    return runs(pd.read_csv(path)) if path.exists() else None
+    if not path.exists():
+        return None
+    stat = path.stat()
+    return _read_runs(path.resolve(), stat.st_mtime_ns, stat.st_size).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _read_runs(path: Path, mtime_ns: int, size: int) -> pd.DataFrame:
+    return runs(pd.read_csv(path))
 
 
 def _raw(results: Path, folder: str) -> pd.DataFrame | None:
