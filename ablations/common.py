@@ -10,8 +10,8 @@ It runs the sweep (resuming), writes ``metrics.csv`` and ``config.json`` under `
 ``--out``) and then the figures and the table from the saved CSV (``--plot-only`` does only that).
 
 The protocol (:class:`ProtocolConfig`): a study whose ``Config`` derives from it gets the learning rate chosen per
-configuration on validation from ``lr_grid`` (:func:`ablations.sweep.tuned_sweep`), early stopping with
-``patience`` up to ``steps``, the best-validation checkpoint, and ``seeds`` seeds (>= 5 with ``--full``). A study
+configuration on validation from ``lr_grid`` (:func:`ablations.sweep.tuned_sweep`), training until validation
+plateaus (``steps`` a cap), the best-validation checkpoint, and ``seeds`` seeds (>= 5 with ``--full``). A study
 script needs only: ``Config(ProtocolConfig)`` with its axes, ``jobs(config)`` built with :func:`protocol_params`
 and :func:`seed_jobs`, and ``run(job)`` training with ``TrainConfig(**train_settings(job.params))``. A ``Config``
 with the class attribute ``MEMORY_IN_FRESH_PROCESS = True`` runs every job in a new process, so that its
@@ -64,9 +64,11 @@ class ProtocolConfig:
     """The training protocol shared by the studies (quick profile; ``FULL`` holds the ``--full`` overrides).
 
     ``lr_grid``: learning rates tried per configuration on the first ``tune_seeds`` seeds; the one with the lowest
-    mean best validation loss then runs with all ``seeds``. ``steps`` is the budget: a run stops after ``patience``
-    evaluations (every ``eval_every`` steps) without a relative improvement of ``min_delta`` of its validation
-    loss, and reports the test loss of its best-validation checkpoint.
+    mean best validation loss then runs with all ``seeds``. A run trains at a constant rate until ``patience``
+    evaluations (every ``eval_every`` steps) bring no relative improvement of ``min_delta`` of its validation loss,
+    decays its rate over a quarter more steps and stops (:class:`ablations.train.PlateauThenAnneal`); ``steps`` is
+    only a cap, which the tables flag when a run reached it without a plateau. It reports the test loss of its
+    best-validation checkpoint.
     """
 
     seeds: int = 3
@@ -81,7 +83,7 @@ class ProtocolConfig:
     eval_size: int = 256
     device: str = "cpu"
 
-    FULL = {"seeds": 5, "tune_seeds": 2, "lr_grid": (1e-3, 3e-3, 1e-2)}
+    FULL = {"seeds": 5, "tune_seeds": 2, "lr_grid": (1e-3, 3e-3, 1e-2), "steps": 30000, "patience": 10}
 
 
 #: Job parameters that :func:`train_settings` turns into a :class:`~ablations.train.TrainConfig`.
@@ -294,8 +296,7 @@ class SequenceConfig(ProtocolConfig):
     num_layers: int = 2
     heads: int = 2
 
-    FULL = {**ProtocolConfig.FULL, "steps": 3000, "train_size": 8192, "eval_size": 1024, "eval_every": 100,
-            "patience": 5}  # fmt: skip
+    FULL = {**ProtocolConfig.FULL, "train_size": 8192, "eval_size": 1024, "eval_every": 100}
 
 
 def sequence_params(config: SequenceConfig, **extra) -> dict:

@@ -23,7 +23,7 @@ from .common import RESULTS, STUDY_MODULES
 from .frames import display_path
 from .stats import MIN_SEEDS, bootstrap_ci
 from .summary import LOSS, compare, equal_params_pairs, load_config, runs
-from .tables import PLATEAU, budget_limited, late_gains, lr_at_edge, read_selection
+from .tables import budget_criterion, budget_limited, late_gains, lr_at_edge, read_selection
 
 
 @dataclass
@@ -190,7 +190,7 @@ def _tuning_caveat(results: Path, study: str) -> str:
                      f"{selection.label.nunique()} configurations")  # fmt: skip
     frame = _runs(results, study)
     if frame is not None and (limited := budget_limited(frame)):
-        fall = 100 * late_gains(frame).max()
+        fall = 100 * late_gains(frame).reindex(limited).max()
         parts.append(f"{len(limited)} of {frame.label.nunique()} configurations still improving at the step budget "
                      f"(best validation loss down by up to {fall:.0f} % in its last quarter)")  # fmt: skip
     return " — provisional: " + "; ".join(parts) if parts else ""
@@ -444,19 +444,21 @@ def glance(results: Path) -> list[str]:
 def _budget_note(results: Path, studies) -> list[str]:
     """Which studies have configurations still improving at their step budget (their losses are upper bounds), and
     which have a chosen learning rate at an edge of the rates tried."""
-    parts, quick = [], False
+    parts, quick, criteria = [], False, {}
     for study in studies:
         frame = _runs(results, study)
         if frame is not None and (limited := budget_limited(frame)):
             profile = load_config(results / study).get("profile", "?")
             quick |= profile == "quick"
-            worst = late_gains(frame).max()
+            worst = late_gains(frame).reindex(limited).max()
+            criteria.setdefault(budget_criterion(frame), []).append(f"`{study}`")
             parts.append(f"`{study}` ({profile} profile) {len(limited)} of {frame.label.nunique()} (up to "
                          f"{100 * worst:.0f} %)")  # fmt: skip
-    longer = "; the full profile trains up to 10× longer than the quick one" if quick else ""
-    lines = [f"Configurations still improving at the step budget, i.e. whose median run's best validation loss fell "
-             f"by more than {PLATEAU:.0%} over the last quarter of its steps (their losses are upper bounds{longer}; "
-             "in brackets the largest such fall): " + ", ".join(parts) + ".", ""] if parts else []  # fmt: skip
+    longer = "; the quick profile caps training at a few hundred steps" if quick else ""
+    tests = "; ".join(f"{', '.join(names)}: {words}" for words, names in criteria.items())
+    lines = [f"Configurations still improving at the step budget ({tests}; their losses are upper bounds{longer}; "
+             "in brackets the largest fall of the best validation loss over the last quarter of the steps): "
+             + ", ".join(parts) + ".", ""] if parts else []  # fmt: skip
     edges = []
     for study in studies:
         if (selection := read_selection(results / study)) is not None and (edge := lr_at_edge(selection)):

@@ -214,7 +214,9 @@ def caption(study: str, frame: pd.DataFrame, config: dict, extra: str = "") -> s
     text = (
         f"Task: {task}; group {group}; loss: {loss}, test loss at the best-validation checkpoint. Models: {sizes} "
         f"trainable parameters. Training: AdamW, at most {cfg.get('steps', '?')} steps (median stop "
-        f"{stopped:.0f}), early stopping with patience {cfg.get('patience', '?')} evaluations, lr per "
+        f"{stopped:.0f}), "
+        + ("until validation plateaus, then a short decay" if "plateaued" in frame else "early stopping")
+        + f" with patience {cfg.get('patience', '?')} evaluations, lr per "
         f"configuration from {{{lr}}}; {frame.seed.nunique()} seeds, profile {config.get('profile', '?')}. "
         f"Hardware: {config.get('cpu', '?')}, {config.get('threads_per_job', '?')} torch thread(s) per run, "
         f"{config.get('workers', '?')} runs in parallel; {commit_text(config)}. {extra}"

@@ -42,16 +42,25 @@ def _ordered_labels(frame: pd.DataFrame, hue: str) -> list[str]:
     return sorted(first.index, key=lambda lab: (order.index(first.loc[lab, hue]), *first.loc[lab, extra], lab))
 
 
-#: A configuration has plateaued when its median run's best validation loss fell by at most this fraction over the
-#: last quarter of the step budget (:func:`ablations.summary.late_gain`).
+#: Runs trained before the plateau schedule (:class:`ablations.train.PlateauThenAnneal`) log no ``plateaued``: such
+#: a configuration counts as plateaued when its median run's best validation loss fell by at most this fraction
+#: over the last quarter of the step budget (:func:`ablations.summary.late_gain`).
 PLATEAU = 0.01
 
 
+def _capped(rows: pd.DataFrame) -> bool:
+    """Whether most runs of one configuration reached the step cap without a validation plateau."""
+    return bool((rows.plateaued < 0.5).mean() > 0.5)
+
+
 def _steps_cell(rows: pd.DataFrame) -> str:
-    """Median best and stopping step, then the median late gain, flagged "budget" above :data:`PLATEAU`."""
+    """Median best and stopping step, then how many runs plateaued (flagged "cap" when most did not); for runs
+    without that record, the median late gain, flagged "budget" above :data:`PLATEAU`."""
     best, stop = rows.best_step.median(), rows.stopped_step.median()
     cell = f"{best:.0f} / {stop:.0f}"
-    if "late_val_gain" in rows and pd.notna(gain := rows.late_val_gain.median()):
+    if "plateaued" in rows and rows.plateaued.notna().all():
+        cell += f", plateau {int((rows.plateaued >= 0.5).sum())}/{len(rows)}" + (" (cap)" if _capped(rows) else "")
+    elif "late_val_gain" in rows and pd.notna(gain := rows.late_val_gain.median()):
         cell += f", {-100 * gain:.1f} %" + (" (budget)" if gain > PLATEAU else "")
     return cell
 
@@ -64,10 +73,20 @@ def late_gains(frame: pd.DataFrame) -> pd.Series:
 
 
 def budget_limited(frame: pd.DataFrame) -> list[str]:
-    """Configurations still improving at the step budget: their median run's best validation loss fell by more
-    than :data:`PLATEAU` over the last quarter of the budget. Their losses are upper bounds."""
+    """Configurations whose losses are upper bounds: most of their runs reached the step cap before validation
+    plateaued (or, for runs without that record, the median run's best validation loss still fell by more than
+    :data:`PLATEAU` over the last quarter of the budget)."""
+    if "plateaued" in frame and frame.plateaued.notna().all():
+        return sorted(label for label, rows in frame.groupby("label") if _capped(rows))
     gains = late_gains(frame)
     return sorted(gains.index[gains > PLATEAU])
+
+
+def budget_criterion(frame: pd.DataFrame) -> str:
+    """The words for what :func:`budget_limited` tested on ``frame``."""
+    if "plateaued" in frame and frame.plateaued.notna().all():
+        return "most runs reached the step cap before validation plateaued"
+    return f"the median run's best validation loss fell by more than {PLATEAU:.0%} over the last quarter of its steps"
 
 
 def lr_at_edge(selection: pd.DataFrame | None) -> list[str]:
@@ -90,8 +109,11 @@ def read_selection(out: Path) -> pd.DataFrame | None:
 
 def main_table(frame: pd.DataFrame, hue: str, fresh: bool, edge: Sequence[str] = ()) -> str:
     columns = [(m, t, d) for m, t, d in COLUMNS if m in frame and (fresh or "rss" not in m)]
-    late = f"best / stop step; best val loss change over the last {LATE:.0%} of steps (median; budget = fell > "
-    late += f"{PLATEAU:.0%})"
+    if "plateaued" in frame and frame.plateaued.notna().all():
+        late = "best / stop step (median); runs that plateaued before the cap (cap = most did not)"
+    else:
+        late = f"best / stop step; best val loss change over the last {LATE:.0%} of steps (median; budget = fell > "
+        late += f"{PLATEAU:.0%})"
     head = ["configuration", "lr (chosen)", late, "params"] + [t for _, t, _ in columns]
     head += ["equivariance error, f32 / f64 (max)", "diverged"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
@@ -174,8 +196,15 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
             if cfg.get("final_steps")
             else f"{cfg.get('steps', '?')} steps"
         )
-        + f", evaluation every {cfg.get('eval_every', '?')}, early stop after "
-        f"{cfg.get('patience', '?')} evaluations without improvement; test loss of the best-validation checkpoint."
+        + f", evaluation every {cfg.get('eval_every', '?')}, "
+        + (
+            f"a constant rate until {cfg.get('patience', '?')} evaluations bring no improvement (a plateau), then a "
+            "cosine decay to a tenth of it over a quarter more steps, then stop (a run without a plateau decays "
+            "over the last fifth of the cap)"
+            if "plateaued" in frame
+            else f"early stop after {cfg.get('patience', '?')} evaluations without improvement"
+        )
+        + "; test loss of the best-validation checkpoint."
         + (
             ""
             if fresh

@@ -1,11 +1,13 @@
 """The training loop every study shares, its objectives, and the per-run measurements.
 
 A run logs, every ``eval_every`` steps, the mean training loss since the last log and the validation and test
-losses, each against the step and against the wall time spent in training steps (evaluation excluded). Training
-stops early when the validation loss has not improved for ``patience`` evaluations (``steps`` is the budget), and
-the model is restored to its best-validation checkpoint. At the end the run logs one row per scalar: the best
-validation loss, the step it was reached at and the test loss there (``best_test_loss``: the number the tables
-report), the step training stopped at, the loss of predicting zero on the test split, parameter count, milliseconds
+losses, each against the step and against the wall time spent in training steps (evaluation excluded). Training runs
+until validation plateaus (:class:`PlateauThenAnneal`: a constant learning rate until ``patience`` evaluations bring
+no relative improvement of ``min_delta``, then a short cosine decay, then stop; ``steps`` is only a cap), and the
+model is restored to its best-validation checkpoint. At the end the run logs one row per scalar: the best validation
+loss, the step it was reached at and the test loss there (``best_test_loss``: the number the tables report), the
+step training stopped at, the step the decay began at and whether a plateau (rather than the cap) began it
+(``plateaued``), the loss of predicting zero on the test split, parameter count, milliseconds
 per training step and per inference batch, the growth of the process's resident memory during training (sampled
 by a thread; an upper bound on what training allocated; only meaningful when each run has a fresh process, see
 :func:`ablations.sweep.run_sweep`), whether the loss diverged, and the trained model's relative equivariance error
@@ -33,8 +35,10 @@ from .tasks import Split
 class TrainConfig:
     """Optimisation settings shared by every run of a study.
 
-    ``steps`` is the budget; with ``patience`` set, training stops once ``patience`` evaluations in a row failed to
-    lower the best validation loss by more than ``min_delta`` (relative).
+    ``steps`` is a cap, not a budget: with ``patience`` set, the learning rate stays at ``lr`` until ``patience``
+    evaluations in a row failed to lower the best validation loss by more than ``min_delta`` (relative), then decays
+    over ``anneal`` times the steps taken so far, and training stops (:class:`PlateauThenAnneal`). A run that has not
+    plateaued by ``steps / (1 + anneal)`` starts its decay there, so that it ends at the cap.
     """
 
     steps: int = 600
@@ -45,6 +49,7 @@ class TrainConfig:
     eval_size: int = 512
     patience: int | None = None
     min_delta: float = 1e-3
+    anneal: float = 0.25
 
 
 class EarlyStopping:
@@ -71,6 +76,44 @@ class EarlyStopping:
             self.best, self.best_step = loss, step
         self.stale += 1
         return self.patience is not None and self.stale >= self.patience
+
+
+class PlateauThenAnneal:
+    """The learning-rate schedule of :func:`fit`: constant, then a cosine decay to a tenth, then stop.
+
+    :meth:`begin` starts the decay at ``step`` (a validation plateau); it lasts ``anneal * step`` steps (at least
+    ``min_length``, at most what is left of ``cap``). Without a plateau the decay starts at ``cap / (1 + anneal)``
+    and ends at the cap. :meth:`after` sets each parameter group's rate for the next step and says whether the decay
+    is over. ``plateaued`` records which of the two started it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cap: int, anneal: float = 0.25, min_length: int = 1,
+                 floor: float = 0.1) -> None:  # fmt: skip
+        if cap < 1 or anneal <= 0:
+            raise ValueError(f"need a cap of at least one step and a positive anneal fraction, got {cap}, {anneal}")
+        self.optimizer, self.cap, self.anneal, self.min_length, self.floor = optimizer, cap, anneal, min_length, floor
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self.latest = max(1, math.floor(cap / (1 + anneal)))
+        self.start: int | None = None
+        self.length, self.plateaued = 0, False
+
+    def begin(self, step: int, plateau: bool = True) -> None:
+        """Start the decay after ``step`` (a no-op once it has started)."""
+        if self.start is None:
+            self.start, self.plateaued = step, plateau
+            self.length = max(1, min(max(math.ceil(self.anneal * step), self.min_length), self.cap - step))
+
+    def after(self, step: int) -> bool:
+        """Call after optimizer step ``step``: set the rate of the next one; True when the decay has ended."""
+        if self.start is None and step >= self.latest:
+            self.begin(step, plateau=False)
+        if self.start is None:
+            return False
+        progress = min(1.0, (step - self.start) / self.length)
+        factor = self.floor + (1 - self.floor) * (1 + math.cos(math.pi * progress)) / 2
+        for group, base in zip(self.optimizer.param_groups, self.base, strict=True):
+            group["lr"] = base * factor
+        return step >= self.start + self.length
 
 
 def synchronize(device) -> None:
@@ -206,14 +249,14 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     on_eval: Callable[[int], list[tuple[str, float]]] | None = None,
 ) -> list[dict]:
-    """Train ``model`` for at most ``config.steps`` AdamW steps (cosine decay over the budget), stop early when the
-    validation loss plateaus, restore the best-validation weights, and return the long-form rows.
+    """Train ``model`` with AdamW until its validation loss plateaus (:class:`PlateauThenAnneal`, at most
+    ``config.steps`` steps), restore the best-validation weights, and return the long-form rows.
 
     ``on_eval(step)`` may return extra ``(metric, value)`` pairs logged at every evaluation.
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps, eta_min=config.lr / 10)
+    schedule = PlateauThenAnneal(optimizer, config.steps, config.anneal, min_length=config.eval_every)
     train, val = splits["train"], _subset(splits["val"], config.eval_size)
     test = _subset(splits["test"], config.eval_size)
     rows: list[dict] = []
@@ -230,11 +273,11 @@ def fit(
         log(step, wall, "test_loss", test_loss)
         for metric, value in on_eval(step) if on_eval else ():
             log(step, wall, metric, value)
-        stop = stopper.update(step, val_loss)
+        plateau = stopper.update(step, val_loss)
         if stopper.best_step == step and math.isfinite(val_loss):
             best.update(step=step, val=val_loss, test=test_loss, train=train_loss,
                         state=copy.deepcopy(model.state_dict()))  # fmt: skip
-        return stop
+        return plateau
 
     model.train()
     log_eval(0, 0.0, evaluate(model, objective, _subset(train, config.eval_size)))
@@ -251,16 +294,17 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            decayed = schedule.after(step)
             synchronize(inputs.device)
             wall += time.perf_counter() - start
             value = loss.item()
             diverged = diverged or not math.isfinite(value)
             running, count = running + value, count + 1
-            if diverged or step % config.eval_every == 0 or step == config.steps:
-                stop = log_eval(step, wall, running / count)
+            if diverged or decayed or step % config.eval_every == 0 or step == config.steps:
+                if log_eval(step, wall, running / count) and step < config.steps:
+                    schedule.begin(step)
                 running, count = 0.0, 0
-                if stop or diverged:
+                if diverged or decayed:
                     break
     if best:
         model.load_state_dict(best["state"])
@@ -269,6 +313,8 @@ def fit(
     log(step, wall, "best_test_loss", best.get("test", math.nan))
     log(step, wall, "best_train_loss", best.get("train", math.nan))
     log(step, wall, "stopped_step", step)
+    log(step, wall, "anneal_step", math.nan if schedule.start is None else schedule.start)
+    log(step, wall, "plateaued", float(schedule.plateaued))
     log(step, wall, "zero_predictor_loss", objective.zero_loss(test))
     log(step, wall, "time_per_step_ms", 1000 * wall / max(step, 1))
     log(step, wall, "peak_train_rss_mib", memory.peak_mib)

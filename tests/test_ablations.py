@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import shutil
 import subprocess
 
@@ -20,9 +21,9 @@ from ablations.run_all import _estimate as plan_estimate
 from ablations.run_all import plan as plan_studies
 from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
 from ablations.sweep import Job, PlanStage, next_rate, run_sweep, select_lr, tuned_sweep
-from ablations.tables import budget_limited, lr_at_edge
+from ablations.tables import budget_criterion, budget_limited, lr_at_edge
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
-from ablations.train import EarlyStopping, FlowMatching, Regression, TrainConfig, evaluate, fit
+from ablations.train import EarlyStopping, FlowMatching, PlateauThenAnneal, Regression, TrainConfig, evaluate, fit
 from symm_layers.testing import group_elements
 
 TINY = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "6", "--eval-every", "3", "--eval-size", "32",
@@ -415,8 +416,60 @@ def test_fit_reports_and_restores_the_best_validation_checkpoint():
     logged = frame[(frame.step == value["best_step"]) & (frame.metric == "test_loss")].value.item()
     val = frame[frame.metric == "val_loss"]
     assert value["best_val_loss"] == val.value.min() and value["best_test_loss"] == logged
-    assert value["stopped_step"] < 60  # validation plateaued before the budget
+    assert value["stopped_step"] < 60 and value["plateaued"] == 1  # validation plateaued before the cap
+    assert value["anneal_step"] < value["stopped_step"]  # then the rate decayed before stopping
     torch.testing.assert_close(evaluate(model, Regression(), splits["val"]), value["best_val_loss"])
+
+
+def _rates(cap: int, plateau_at: int | None = None, anneal: float = 0.25, min_length: int = 1) -> list[float]:
+    """The learning rate of each step 1..end under :class:`PlateauThenAnneal` (base 1), a plateau at ``plateau_at``."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule, rates = PlateauThenAnneal(optimizer, cap, anneal, min_length=min_length), []
+    for step in range(1, cap + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        if schedule.after(step):
+            break
+        if step == plateau_at:
+            schedule.begin(step)
+    return rates
+
+
+@pytest.mark.parametrize("cap, plateau_at, anneal, min_length", [(100, 40, 0.25, 1), (100, 10, 0.25, 5),
+                         (100, 79, 0.5, 1), (1000, None, 0.25, 1), (7, None, 0.25, 1), (60, 59, 0.25, 10)])  # fmt: skip
+def test_plateau_then_anneal_is_constant_then_a_cosine_to_a_tenth_within_the_cap(cap, plateau_at, anneal, min_length):
+    rates = _rates(cap, plateau_at, anneal, min_length)
+    start = plateau_at if plateau_at is not None and plateau_at < cap / (1 + anneal) else int(cap // (1 + anneal))
+    length = min(max(math.ceil(anneal * start), min_length), cap - start) if start < cap else 1
+    assert len(rates) == min(start + length, cap) <= cap  # stops when the decay ends, never past the cap
+    assert rates[: start + 1] == [1.0] * (start + 1)  # constant up to and including the step after the plateau
+    decay = np.array(rates[start:])
+    assert np.all(np.diff(decay) <= 1e-12) and decay[-1] >= 0.1 - 1e-12
+    if length > 1:
+        assert decay[-1] == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi * (length - 1) / length)) / 2)
+
+
+def test_plateau_then_anneal_starts_once_and_records_what_started_it():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = PlateauThenAnneal(optimizer, cap=100)
+    schedule.begin(40)
+    schedule.begin(60)  # a later plateau does not restart the decay
+    assert (schedule.start, schedule.length, schedule.plateaued) == (40, 10, True)
+    capped = PlateauThenAnneal(optimizer, cap=100)
+    assert not any(capped.after(step) for step in range(1, 80)) and capped.start is None
+    assert not capped.after(80) and (capped.start, capped.plateaued) == (80, False)
+    with pytest.raises(ValueError, match="cap"):
+        PlateauThenAnneal(optimizer, cap=0)
+
+
+def test_a_run_without_patience_decays_over_the_last_fifth_of_the_cap_and_says_it_did_not_plateau():
+    task = RingRegression()
+    _, in_rep, out_rep = task.group_and_reps
+    splits = make_splits(task, {"train": 64, "val": 64, "test": 64}, data_seed=0)
+    torch.manual_seed(0)
+    config = TrainConfig(steps=50, batch_size=16, lr=1e-3, eval_every=10, eval_size=64, patience=None)
+    value = pd.DataFrame(fit(torch.nn.Linear(in_rep.size, out_rep.size), Regression(), splits, config, 0))
+    value = value.set_index("metric").value
+    assert (value["anneal_step"], value["stopped_step"], value["plateaued"]) == (40, 50, 0)
 
 
 def _quadratic_in_log_lr(job):
@@ -537,6 +590,13 @@ def test_only_configurations_still_falling_past_the_plateau_tolerance_are_budget
     data = pd.concat([data, data.assign(metric="test_loss")])
     frame = summary.runs(data)
     assert budget_limited(frame) == ["falling"]
+
+
+def test_with_plateau_records_a_configuration_is_budget_limited_when_most_runs_reached_the_cap():
+    frame = pd.DataFrame({"label": ["a"] * 5 + ["b"] * 5 + ["c"] * 4, "best_step": 1, "stopped_step": 2,
+                          "plateaued": [0, 0, 0, 1, 1] + [0, 0, 1, 1, 1] + [0, 0, 1, 1]})  # fmt: skip
+    assert budget_limited(frame) == ["a"]  # b: 3 of 5 plateaued; c: a tie is not "most"
+    assert "cap" in budget_criterion(frame) and "fell" in budget_criterion(frame.drop(columns="plateaued"))
 
 
 def test_the_guide_calls_a_recommendation_on_edge_rates_provisional(tmp_path):
