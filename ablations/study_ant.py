@@ -126,8 +126,8 @@ def matched_width(task: AntTask, equivariant: bool, embedding_dim: int, num_laye
 
 def widths(config: Config) -> dict[str, list[int]]:
     """Model -> embedding widths: the equivariant widths and those matched to every plain width; for the plain
-    model ``plain_widths`` and the widths matched to every equivariant one; for the augmented model the widths
-    matched to the equivariant ones (or ``plain_widths`` without matching)."""
+    model ``plain_widths`` and the widths matched to every equivariant one; the augmented model runs at every plain
+    width, so that each equivariant width has both partners."""
     task = task_of(task_params(config))
     shape = (config.num_layers, config.heads)
     to_plain, to_eq = set(), set()
@@ -135,7 +135,7 @@ def widths(config: Config) -> dict[str, list[int]]:
         to_plain = {matched_width(task, False, w, *shape) for w in config.equivariant_widths}
         to_eq = {matched_width(task, True, w, *shape) for w in config.plain_widths}
     chosen = {"equivariant": set(config.equivariant_widths) | to_eq, "plain": set(config.plain_widths) | to_plain,
-              "plain/augmented": to_plain or set(config.plain_widths)}  # fmt: skip
+              "plain/augmented": set(config.plain_widths) | to_plain}  # fmt: skip
     return {m: sorted(chosen[m]) for m in config.models}
 
 

@@ -93,7 +93,8 @@ def equivariant_width(group: str, target: int, layers: int) -> int:
 
 def widths(config: Config) -> dict[str, list[int]]:
     """Model -> hidden widths: the equivariant widths and those matched to every plain width; for the plain model
-    ``plain_widths`` and the widths matched to every equivariant one; for the augmented model the matched widths."""
+    ``plain_widths`` and the widths matched to every equivariant one; the augmented model runs at every plain
+    width, so that each equivariant width has both partners."""
     in_rep, out_rep = _reps(config.group)
     to_plain, to_eq = set(), set()
     if config.match_params:
@@ -102,7 +103,7 @@ def widths(config: Config) -> dict[str, list[int]]:
         plain = [parameter_count(mlp(in_rep, out_rep, False, [w] * config.layers)) for w in config.plain_widths]
         to_eq = {equivariant_width(config.group, count, config.layers) for count in plain}
     chosen = {"equivariant": set(config.equivariant_widths) | to_eq, "plain": set(config.plain_widths) | to_plain,
-              "plain/augmented": to_plain or set(config.plain_widths)}  # fmt: skip
+              "plain/augmented": set(config.plain_widths) | to_plain}  # fmt: skip
     return {m: sorted(chosen[m]) for m in config.models}
 
 

@@ -248,6 +248,7 @@ def test_ant_widths_match_parameters_in_both_directions():
     chosen = study_ant_dynamics.widths(config)
     assert 64 in chosen["equivariant"] and 64 in chosen["plain"]
     assert len(chosen["equivariant"]) == 2 and len(chosen["plain"]) == 2  # each family matched to the other's width
+    assert chosen["plain/augmented"] == chosen["plain"]  # every equivariant width has an augmented partner too
 
 
 def test_tiny_ant_norm_study_writes_paired_affine_table(tmp_path, monkeypatch):
