@@ -44,10 +44,24 @@ def test_a_disagreement_fails_only_when_the_recheck_reproduces_it(tmp_path, monk
     monkeypatch.setattr(agreement, "remeasure", remeasure)
     monkeypatch.setattr(agreement, "remeasure_asv", remeasure_asv)
     args = _write(tmp_path, asv_ms=1.0, family_ms=2.0)
-    assert agreement.main(args) == code
+    assert agreement.main([*args, "--rechecks", "1"]) == code
     assert sorted(calls) == [("asv", [CELL]), ("family", [CELL])]
     text = (tmp_path / "family" / "agreement.md").read_text()
     assert "| 0.50 |" in text and verdict in text
+
+
+def test_a_slow_episode_during_one_recheck_does_not_fail_the_check(tmp_path, monkeypatch):
+    # the first recheck lands in a slow episode of the machine (asv 1.4x), the second, a gap later, does not
+    ratios, slept = iter([1.4, 1.05]), []
+    monkeypatch.setattr(agreement, "remeasure", lambda family, keys: dict.fromkeys(keys, 1.0))
+    monkeypatch.setattr(agreement, "remeasure_asv", lambda asv, keys: dict.fromkeys(keys, next(ratios)))
+    monkeypatch.setattr(agreement, "busy_share", lambda: 0.0)
+    monkeypatch.setattr(agreement.time, "sleep", slept.append)
+    assert agreement.main(_write(tmp_path, asv_ms=2.0, family_ms=1.0)) == 0  # default: two rechecks, 60 s apart
+    assert slept == [60.0] and "| 2.00 | 1.40, 1.05 | agrees |" in (tmp_path / "family" / "agreement.md").read_text()
+    ratios = iter([1.4, 1.4])
+    assert agreement.main([*_write(tmp_path / "b", asv_ms=2.0, family_ms=1.0), "--recheck-gap", "5"]) == 1
+    assert slept == [60.0, 5.0]
 
 
 def test_no_recheck_for_agreeing_cells_and_none_when_disabled(tmp_path, monkeypatch):
