@@ -49,8 +49,10 @@ PLATEAU = 0.01
 
 
 def _capped(rows: pd.DataFrame) -> bool:
-    """Whether most runs of one configuration reached the step cap without a validation plateau."""
-    return bool((rows.plateaued < 0.5).mean() > 0.5)
+    """Whether most runs of one configuration reached the step cap without a validation plateau (a diverged run
+    did neither: it counts against)."""
+    diverged = rows.diverged >= 0.5 if "diverged" in rows else False
+    return bool(((rows.plateaued < 0.5) & ~diverged).mean() > 0.5)
 
 
 def _steps_cell(rows: pd.DataFrame) -> str:

@@ -596,6 +596,7 @@ def test_with_plateau_records_a_configuration_is_budget_limited_when_most_runs_r
     frame = pd.DataFrame({"label": ["a"] * 5 + ["b"] * 5 + ["c"] * 4, "best_step": 1, "stopped_step": 2,
                           "plateaued": [0, 0, 0, 1, 1] + [0, 0, 1, 1, 1] + [0, 0, 1, 1]})  # fmt: skip
     assert budget_limited(frame) == ["a"]  # b: 3 of 5 plateaued; c: a tie is not "most"
+    assert budget_limited(frame.assign(diverged=[1, 1, 1, 0, 0] + [0] * 9)) == []  # diverged runs hit no cap
     assert "cap" in budget_criterion(frame) and "fell" in budget_criterion(frame.drop(columns="plateaued"))
 
 
