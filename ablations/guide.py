@@ -417,6 +417,21 @@ def commits(results: Path) -> str:
     return text
 
 
+def schedules(results: Path) -> str:
+    """Which studies' runs trained until validation plateaued (they log ``plateaued``) and which under the earlier
+    fixed-budget cosine schedule, in words; "" when every study with data uses the plateau schedule."""
+    found: dict[bool, list[str]] = {}
+    for study in STUDY_MODULES:
+        if (frame := _runs(results, study)) is not None:
+            found.setdefault("plateaued" in frame and frame.plateaued.notna().all(), []).append(study)
+    if not found.get(False):
+        return ""
+    until = ", ".join(found.get(True, [])) or "none yet"
+    return (f" Trained until validation plateaus (`ablations.train.PlateauThenAnneal`): {until}; still from the "
+            f"earlier schedule (cosine over a fixed budget, early stop; `make results-full` retrains them): "
+            f"{', '.join(found[False])}.")  # fmt: skip
+
+
 QUICK_NOTE = (
     " — quick-profile numbers (3 seeds, short budgets) are directions; `make results-full` (5 seeds) replaces them."
 )
@@ -431,7 +446,7 @@ def glance(results: Path) -> list[str]:
         f'Intervals: 95 % bootstrap over seeds; comparisons paired by seed, "within noise" when the interval of '
         f"the mean difference covers 0, no verdict under {MIN_SEEDS} seeds. Losses are test losses at each run's "
         f"best-validation checkpoint, each configuration at its own learning rate chosen on validation. Profile of "
-        f"the data shown: {profiles(results)}" + (QUICK_NOTE if quick else "."),
+        f"the data shown: {profiles(results)}" + (QUICK_NOTE if quick else ".") + schedules(results),
         "",
         "| axis | recommendation | flips when | interval | rests on |",
         "|---|---|---|---|---|",

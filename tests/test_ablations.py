@@ -616,6 +616,19 @@ def test_the_guide_calls_a_recommendation_on_runs_still_improving_at_the_budget_
     assert "provisional" in caveat and "1 of 2 configurations still improving" in caveat and "50 %" in caveat
 
 
+def test_the_guide_names_the_studies_still_from_the_fixed_budget_schedule(tmp_path):
+    data = _curves(falling=[4, 3, 2, 1.5, 1])
+    data = pd.concat([data, data.assign(metric="test_loss")])
+    plateau = pd.concat([data, data.iloc[-1:].assign(metric="plateaued", value=1.0)])  # a final metric
+    for study, frame in (("weight_cache", plateau), ("normalization", data)):
+        (tmp_path / study).mkdir()
+        frame.to_csv(tmp_path / study / "metrics.csv", index=False)
+    text = guide.schedules(tmp_path)
+    assert "PlateauThenAnneal`): weight_cache;" in text and text.endswith("retrains them): normalization.")
+    (tmp_path / "normalization" / "metrics.csv").unlink()
+    assert guide.schedules(tmp_path) == ""  # every study with data trained until its plateau
+
+
 def test_zero_head_starts_the_regressor_at_the_zero_predictor_loss():
     task = RingOscillators(horizon=3)
     split = make_splits(task, {"train": 1, "val": 1, "test": 32}, data_seed=0)["test"]
