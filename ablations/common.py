@@ -83,10 +83,7 @@ class ProtocolConfig:
     eval_size: int = 256
     device: str = "cpu"
 
-    #: patience 20: with 10 (1000 steps on the sequence task) one weight_cache seed began its decay at step 5900 while
-    #: its validation loss was still falling about 5 % per 1000 steps (0.12 at 4000, 0.11 at 5000, 0.10 at 6000),
-    #: and ended 1.9x above a seed that ran to 17875 steps: noise in the validation loss ended the plateau wait.
-    FULL = {"seeds": 5, "tune_seeds": 2, "lr_grid": (1e-3, 3e-3, 1e-2), "steps": 30000, "patience": 20}
+    FULL = {"seeds": 5, "tune_seeds": 2, "lr_grid": (1e-3, 3e-3, 1e-2), "patience": 10}
 
 
 #: Job parameters that :func:`train_settings` turns into a :class:`~ablations.train.TrainConfig`.
@@ -299,7 +296,7 @@ class SequenceConfig(ProtocolConfig):
     num_layers: int = 2
     heads: int = 2
 
-    FULL = {**ProtocolConfig.FULL, "train_size": 8192, "eval_size": 1024, "eval_every": 100}
+    FULL = {**ProtocolConfig.FULL, "steps": 3000, "train_size": 8192, "eval_size": 1024, "eval_every": 100}
 
 
 def sequence_params(config: SequenceConfig, **extra) -> dict:

@@ -74,7 +74,7 @@ class Config(AntConfig):
     steps: int = 250
     eval_every: int = 50
 
-    FULL = {**AntConfig.FULL, "train_sizes": (64, 256, 1024, 4096), "eval_every": 100,
+    FULL = {**AntConfig.FULL, "train_sizes": (64, 256, 1024, 4096), "steps": 3000, "eval_every": 100,
             "equivariant_widths": (16, 32, 64, 128), "plain_widths": (64,)}  # fmt: skip
 
 

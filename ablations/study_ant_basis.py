@@ -34,7 +34,7 @@ class Config(AntConfig):
     heads: int = 2
     steps: int = 100
 
-    FULL = {**AntConfig.FULL, "eval_every": 100, "train_size": 4096,
+    FULL = {**AntConfig.FULL, "steps": 3000, "eval_every": 100, "train_size": 4096,
             "lr_grid": (3e-3,)}  # fmt: skip
     MEMORY_IN_FRESH_PROCESS = True
 

@@ -34,7 +34,7 @@ class Config(AntConfig):
     heads: int = 2
     steps: int = 200
 
-    FULL = {**AntConfig.FULL, "eval_every": 100, "train_size": 4096,
+    FULL = {**AntConfig.FULL, "steps": 3000, "eval_every": 100, "train_size": 4096,
             "placements": ("pre", "post"), "depths": (2, 4)}  # fmt: skip
 
 

@@ -61,7 +61,7 @@ class Config(ProtocolConfig):
     eval_every: int = 50
     patience: int = 5
 
-    FULL = {**ProtocolConfig.FULL, "train_sizes": (16, 64, 256, 1024, 4096), "eval_every": 200,
+    FULL = {**ProtocolConfig.FULL, "train_sizes": (16, 64, 256, 1024, 4096), "steps": 10000, "eval_every": 200,
             "eval_size": 4096, "equivariant_widths": (64, 128, 256, 512), "plain_widths": (16, 64, 256),
             "lr_grid": (1e-3, 3e-3, 1e-2, 3e-2)}  # fmt: skip
 
