@@ -128,12 +128,19 @@ def late_gain(data: pd.DataFrame) -> pd.Series:
 
     This is the plateau test: a run that reached its best loss at the last step only by a hair (cosine decay makes
     that common) gains almost nothing here, while one still falling fast does, whichever step its best landed on.
-    The budget is the ``steps`` column where logged, else the run's last logged step.
+    The budget is the ``steps`` column where logged, else the run's last logged step. A run of the plateau schedule
+    (it logs ``anneal_step``) is measured over the constant-rate phase only, up to the step its decay began: the
+    decay itself always lowers the loss, plateau or not.
     """
     val = data[data.metric == "val_loss"].sort_values(["run_id", "step"])
-    best = val.groupby("run_id").value.cummin()
     last = val.groupby("run_id").step.transform("max")
     budget = pd.to_numeric(val["steps"], errors="coerce").fillna(last) if "steps" in val else last
+    anneal = data[data.metric == "anneal_step"].groupby("run_id").value.last()
+    if len(anneal):
+        decay = val.run_id.map(anneal)
+        budget = decay.fillna(budget)
+        val, budget = val[decay.isna() | (val.step <= decay)], budget[decay.isna() | (val.step <= decay)]
+    best = val.groupby("run_id").value.cummin()
     final = best.groupby(val.run_id).last()
     before = best[val.step <= (1 - LATE) * budget].groupby(val.run_id).last()
     return (before.reindex(final.index) - final) / final.abs()

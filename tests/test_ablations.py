@@ -585,6 +585,12 @@ def test_late_gain_is_the_fall_of_the_best_validation_loss_over_the_last_quarter
     assert gain["early"] == 0 and gain["noisy"] == 0  # stopped (or no new best) in the last quarter
 
 
+def test_late_gain_of_a_plateau_schedule_run_ignores_its_decay():
+    data = _curves(decayed=[4, 3, 2, 1.9, 1.0])  # steps 0..400; the decay began at step 300 and gave the last fall
+    data = pd.concat([data, data.iloc[-1:].assign(metric="anneal_step", value=300.0)])
+    assert summary.late_gain(data)["decayed"] == pytest.approx(0.1 / 1.9)  # best up to 225 is 2, at 300 it is 1.9
+
+
 def test_only_configurations_still_falling_past_the_plateau_tolerance_are_budget_limited():
     data = _curves(falling=[4, 3, 2, 1.5, 1], flat=[4, 2, 1.01, 1.005, 1.0])
     data = pd.concat([data, data.assign(metric="test_loss")])
