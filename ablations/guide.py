@@ -23,7 +23,7 @@ from .common import RESULTS, STUDY_MODULES
 from .frames import display_path
 from .stats import MIN_SEEDS, bootstrap_ci
 from .summary import LOSS, compare, equal_params_pairs, load_config, runs
-from .tables import budget_criterion, budget_limited, late_gains, lr_at_edge, read_selection
+from .tables import budget_criterion, budget_limited, has_plateau_record, late_gains, lr_at_edge, read_selection
 
 
 @dataclass
@@ -423,7 +423,7 @@ def schedules(results: Path) -> str:
     found: dict[bool, list[str]] = {}
     for study in STUDY_MODULES:
         if (frame := _runs(results, study)) is not None:
-            found.setdefault("plateaued" in frame and frame.plateaued.notna().all(), []).append(study)
+            found.setdefault(has_plateau_record(frame), []).append(study)
     if not found.get(False):
         return ""
     until = ", ".join(found.get(True, [])) or "none yet"

@@ -48,6 +48,11 @@ def _ordered_labels(frame: pd.DataFrame, hue: str) -> list[str]:
 PLATEAU = 0.01
 
 
+def has_plateau_record(frame: pd.DataFrame) -> bool:
+    """Whether every run of ``frame`` logged ``plateaued`` (trained under the plateau schedule)."""
+    return "plateaued" in frame and bool(frame.plateaued.notna().all())
+
+
 def _capped(rows: pd.DataFrame) -> bool:
     """Whether most runs of one configuration reached the step cap without a validation plateau (a diverged run
     did neither: it counts against)."""
@@ -60,7 +65,7 @@ def _steps_cell(rows: pd.DataFrame) -> str:
     without that record, the median late gain, flagged "budget" above :data:`PLATEAU`."""
     best, stop = rows.best_step.median(), rows.stopped_step.median()
     cell = f"{best:.0f} / {stop:.0f}"
-    if "plateaued" in rows and rows.plateaued.notna().all():
+    if has_plateau_record(rows):
         cell += f", plateau {int((rows.plateaued >= 0.5).sum())}/{len(rows)}" + (" (cap)" if _capped(rows) else "")
     elif "late_val_gain" in rows and pd.notna(gain := rows.late_val_gain.median()):
         cell += f", {-100 * gain:.1f} %" + (" (budget)" if gain > PLATEAU else "")
@@ -78,7 +83,7 @@ def budget_limited(frame: pd.DataFrame) -> list[str]:
     """Configurations whose losses are upper bounds: most of their runs reached the step cap before validation
     plateaued (or, for runs without that record, the median run's best validation loss still fell by more than
     :data:`PLATEAU` over the last quarter of the budget)."""
-    if "plateaued" in frame and frame.plateaued.notna().all():
+    if has_plateau_record(frame):
         return sorted(label for label, rows in frame.groupby("label") if _capped(rows))
     gains = late_gains(frame)
     return sorted(gains.index[gains > PLATEAU])
@@ -86,7 +91,7 @@ def budget_limited(frame: pd.DataFrame) -> list[str]:
 
 def budget_criterion(frame: pd.DataFrame) -> str:
     """The words for what :func:`budget_limited` tested on ``frame``."""
-    if "plateaued" in frame and frame.plateaued.notna().all():
+    if has_plateau_record(frame):
         return "most runs reached the step cap before validation plateaued"
     return f"the median run's best validation loss fell by more than {PLATEAU:.0%} over the last quarter of its steps"
 
@@ -111,7 +116,7 @@ def read_selection(out: Path) -> pd.DataFrame | None:
 
 def main_table(frame: pd.DataFrame, hue: str, fresh: bool, edge: Sequence[str] = ()) -> str:
     columns = [(m, t, d) for m, t, d in COLUMNS if m in frame and (fresh or "rss" not in m)]
-    if "plateaued" in frame and frame.plateaued.notna().all():
+    if has_plateau_record(frame):
         late = "best / stop step (median); runs that plateaued before the cap (cap = most did not)"
     else:
         late = f"best / stop step; best val loss change over the last {LATE:.0%} of steps (median; budget = fell > "
@@ -203,7 +208,7 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
             f"a constant rate until {cfg.get('patience', '?')} evaluations bring no improvement (a plateau), then a "
             "cosine decay to a tenth of it over a quarter more steps, then stop (a run without a plateau decays "
             "over the last fifth of the cap)"
-            if "plateaued" in frame
+            if has_plateau_record(frame)
             else f"early stop after {cfg.get('patience', '?')} evaluations without improvement"
         )
         + "; test loss of the best-validation checkpoint."
