@@ -55,6 +55,7 @@ STUDY_MODULES = {
     "ant_dynamics": "ablations.study_ant_dynamics",
     "ant_norm": "ablations.study_ant_norm",
     "ant_basis": "ablations.study_ant_basis",
+    "convergence": "ablations.study_convergence",  # last: it retrains configurations the studies above chose
 }
 
 
@@ -202,7 +203,9 @@ def environment() -> dict:
 
 # ----------------------------------------------------------------------------------------------- command line
 def _parser(study: str, config_cls) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m ablations.{study}", description=config_cls.__doc__)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {STUDY_MODULES.get(study, study)}", description=config_cls.__doc__
+    )
     parser.add_argument("--full", action="store_true", help="publication-size profile (Config.FULL overrides)")
     parser.add_argument("--backend", choices=BACKENDS, default="local")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs (local pool, or a local Ray instance)")

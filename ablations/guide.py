@@ -22,7 +22,7 @@ from . import guide_maps
 from .common import RESULTS, STUDY_MODULES
 from .frames import display_path
 from .stats import MIN_SEEDS, bootstrap_ci
-from .summary import LOSS, compare, equal_params_pairs, load_config, runs
+from .summary import CONVERGENCE, LOSS, compare, convergence_results, equal_params_pairs, load_config, runs
 from .tables import budget_criterion, budget_limited, has_plateau_record, late_gains, lr_at_edge, read_selection
 
 
@@ -196,6 +196,21 @@ def _tuning_caveat(results: Path, study: str) -> str:
     return " — provisional: " + "; ".join(parts) if parts else ""
 
 
+def converged_note(results: Path, source: str, kind: str) -> str:
+    """What the converged check says of ``source``'s comparisons named ``kind ...`` (``"best vs runner-up"``,
+    ``"affine of the best"``) or ``...: kind`` (``"plain vs equivariant"``, ``"plain/augmented vs plain"``): whether
+    each verdict holds when trained to a plateau; "" before the check has run."""
+    frame = _runs(results, CONVERGENCE)
+    if frame is None:
+        return ""
+    found = [c for c in convergence_results(results / CONVERGENCE, frame) if c.source == source and (
+        c.what.startswith(kind) or c.what.endswith(f": {kind}"))]  # fmt: skip
+    if not found:
+        return ""
+    return (f"; trained to a plateau ({_link(CONVERGENCE)}): "
+            + "; ".join(f"{c.what}: {c.verdict} (b − a {c.converged.diff.text(2)})" for c in found))  # fmt: skip
+
+
 def _norm_best(frame: pd.DataFrame) -> dict:
     """Per depth: the best configuration, the runner-up and their paired comparison."""
     out = {}
@@ -222,6 +237,7 @@ def norm_decision(results: Path, study: str = "normalization",
     flips = ("the best norm/placement changes with depth" if len(variants) > 1 else
              "same norm/placement at every depth" if len(best) > 1 else
              f"one depth measured ({', '.join(map(str, best))})")  # fmt: skip
+    flips += converged_note(results, study, "best vs runner-up")
     return Decision(axis, "; ".join(recs) + _tuning_caveat(results, study), flips, "; ".join(intervals),
                     f"{_link(study)}, {_link(study, 'results.png')}")  # fmt: skip
 
@@ -272,6 +288,7 @@ def affine_decision(results: Path, study: str = "normalization", axis: str = "no
     lo = min(r.diff.mean for _, r in pairs)
     hi = max(r.diff.mean for _, r in pairs)
     rec += _tuning_caveat(results, study)
+    flips += converged_note(results, study, "affine of the best")
     return Decision(axis, rec, flips, f"test loss diagonal − isotypic, paired: means {lo:.2g} … {hi:.2g}{speed}",
                     f"{_link(study)}, {_link('layer_family')}")  # fmt: skip
 
@@ -324,6 +341,7 @@ def equivariance_decision(results: Path, study: str, axis: str) -> Decision:
                          max(total)}))  # fmt: skip
     rests = f"{_link(study)}, {_link(study, 'loss_vs_params.png')}, {_link(study, 'loss_vs_data.png')}"
     rec += " (equal parameters; exact symmetry only with the equivariant model)" + _tuning_caveat(results, study)
+    flips += converged_note(results, study, "plain vs equivariant")
     return Decision(axis, rec, flips,
                     interval, rests)  # fmt: skip
 
@@ -360,6 +378,7 @@ def augmentation_decision(results: Path, study: str, axis: str) -> Decision:
         + ", ".join(r.diff.text(2) for r in results_by_n[n_min])
         + f"; the equivariant model beats the augmented one at equal parameters in {eq_better}/{count} pairs"
     )
+    flips += converged_note(results, study, "plain/augmented vs plain")
     return Decision(axis, rec + _tuning_caveat(results, study), flips, interval, _link(study))
 
 

@@ -13,6 +13,7 @@ means the same configuration (:data:`ablations.summary.PALETTE`).
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -27,11 +28,13 @@ import seaborn as sns  # noqa: E402
 from .frames import INTERVAL  # noqa: E402
 from .stats import bootstrap_ci  # noqa: E402
 from .summary import (  # noqa: E402
+    CONVERGENCE,
     HUE,
     LOSS,
     NORM_STUDIES,
     PALETTE,
     caption,
+    convergence_results,
     equal_params_pairs,
     hue_order,
     load,
@@ -285,6 +288,66 @@ def loss_vs_data(frame: pd.DataFrame, out: Path, text: str) -> Path:
                  "seeds; bars: 95 % bootstrap interval.")  # fmt: skip
 
 
+# ----------------------------------------------------------------------------------------------- converged check
+def convergence_text(frame: pd.DataFrame, config: dict) -> str:
+    """The converged check's caption: its tasks are its sources' (see their figures for task, loss and group)."""
+    cfg = config.get("config", {})
+    return (f"Converged check: configurations of {', '.join(cfg.get('sources', []))} retrained with their study's "
+            f"settings, seeds and chosen learning rate at {cfg.get('cap_factor', '?')}x the study's step cap, "
+            f"patience {cfg.get('patience', '?')} evaluations; {frame.seed.nunique()} seeds; task, loss and group "
+            f"as in each source study's figures. Hardware: {config.get('cpu', '?')}, "
+            f"{config.get('threads_per_job', '?')} torch thread(s) per run, {config.get('workers', '?')} runs in "
+            f"parallel; commit {str(config.get('git_commit', '?'))[:12]}.")  # fmt: skip
+
+
+_COLOURS_AB = sns.color_palette("tab10")[:2]
+
+
+def convergence_curves(data: pd.DataFrame, out: Path, text: str) -> Path:
+    """One panel per retrained comparison: the validation curves of its two configurations (mean and 95 % band),
+    with the source study's step cap marked."""
+    found = convergence_results(out, runs(data))
+    val = data[data.metric == "val_loss"]
+    factor = load_config(out).get("config", {}).get("cap_factor", 1)
+    fig, axes = _panels(max(len(found), 1), 3.8, 3.2)
+    for ax, c in zip(axes, found, strict=False):
+        for colour, side, name in zip(_COLOURS_AB, ("a", "b"), (c.a, c.b), strict=True):
+            part = val[val.label == f"{c.source}:{name}"]
+            sns.lineplot(data=part, x="step", y="value", errorbar=INTERVAL, ax=ax, color=colour,
+                         label=f"{side}: {name}")  # fmt: skip
+        ax.axvline(data[data.label == f"{c.source}:{c.a}"].steps.iloc[0] / factor, color="0.35", ls="--", lw=1,
+                   label="the study's step cap")  # fmt: skip
+        ax.set(yscale="log", xlabel="training step", ylabel="validation loss")
+        ax.set_title(f"{c.source}\n{c.what}", fontsize=8)
+        ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, out / "curves.png", textwrap.fill(text + " Each panel: one comparison; bands: 95 % bootstrap "
+                 "interval over seeds.", 150))  # fmt: skip
+
+
+def convergence_verdicts(out: Path, frame: pd.DataFrame, text: str) -> Path:
+    """Per comparison, b - a as a percentage of a's mean loss, at the study's cap and trained to plateau."""
+    found = convergence_results(out, frame)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(found), 1) + 1.2))
+    for k, c in enumerate(found):
+        for shift, result, colour, name in ((-0.15, c.grid, "0.55", "at the study's cap"),
+                                            (0.15, c.converged, _COLOURS_AB[0], "trained to plateau")):  # fmt: skip
+            scale = 100 / result.a_mean
+            d = result.diff
+            err = [[(d.mean - d.low) * scale], [(d.high - d.mean) * scale]] if d.n > 1 else None
+            ax.errorbar([d.mean * scale], [k + shift], xerr=err, fmt="o", color=colour, capsize=3, ms=4,
+                        label=name if k == 0 else None)  # fmt: skip
+    ax.axvline(0, color="0.2", lw=1)
+    ax.set_yticks(range(len(found)), [f"{c.source}: {c.what}" for c in found], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("b − a, % of a's mean test loss (paired by seed)")
+    _legend(fig, [ax])
+    fig.tight_layout()
+    return _save(fig, out / "verdicts.png", textwrap.fill(text + " Points: mean paired difference; bars: 95 % "
+                 "bootstrap interval over seeds; a bar that crosses 0 is within noise. a and b are named in table.md.",
+                 110))  # fmt: skip
+
+
 def figures(study: str, out: Path | str) -> list[Path]:
     """Draw every figure of ``study`` from ``out/metrics.csv``; return the files written."""
     out = Path(out)
@@ -292,6 +355,9 @@ def figures(study: str, out: Path | str) -> list[Path]:
     data = load(out)
     frame = runs(data)
     config = load_config(out)
+    if study == CONVERGENCE:
+        text = convergence_text(frame, config)
+        return [convergence_curves(data, out, text), convergence_verdicts(out, frame, text)]
     text = caption(study, frame, config)
     written = [
         curves(data, study, out, text),

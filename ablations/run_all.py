@@ -15,6 +15,7 @@ those take, estimated from saved runs of the same configuration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def run(argv: list[str] | None = None) -> None:
         print(f"[{index}/{len(args.only)}] {study} ({'full' if args.full else 'quick'} profile)", flush=True)
         module = importlib.import_module(STUDY_MODULES[study])
         start = time.perf_counter()
-        argv = [*forwarded, "--out", str(args.results / study)]
+        argv = [*forwarded, *_reads(module, args.results), "--out", str(args.results / study)]
         out = main(module.STUDY, module.Config, module.jobs, module.run, argv)
         print(f"{study}: {time.perf_counter() - start:.0f} s -> {display_path(out)}", flush=True)
     print(display_path(guide.write(args.results)))
@@ -71,7 +72,11 @@ def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanSt
     every, now, later = [], (0.0, 0, 0), (0.0, 0, 0)
     for study in studies:
         module = importlib.import_module(STUDY_MODULES[study])
-        config = make_config(module.Config, study_parser(study, module.Config).parse_args(forwarded))
+        parsed = study_parser(study, module.Config).parse_args([*forwarded, *_reads(module, results)])
+        config = make_config(module.Config, parsed)
+        if hasattr(module, "waits_for") and (missing := module.waits_for(config)):
+            print(f"{study}: waits for {', '.join(missing)} (it retrains configurations they choose)", flush=True)
+            continue
         jobs, stages, out = module.jobs(config), [], results / study
         if isinstance(config, ProtocolConfig):
             tuned_sweep(jobs, module.run, out, config.lr_grid, config.tune_seeds, plan=stages)
@@ -86,6 +91,16 @@ def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanSt
     then = f", then up to {later[2]} more once tuning finishes ({_time(*later)})" if later[2] else ""
     print(f"to train: {now[2]} runs ({_time(*now)}){then}")
     return every
+
+
+def _reads(module, results: Path) -> list[str]:
+    """``--results DIR`` for a study that reads other studies' data (its ``Config`` has a ``results`` field), with
+    ``DIR`` relative to the repository where it lies inside it (it is saved in the study's ``config.json``)."""
+    if "results" not in {field.name for field in dataclasses.fields(module.Config)}:
+        return []
+    path = Path(results).resolve()
+    return ["--results", path.relative_to(RESULTS.parent).as_posix() if path.is_relative_to(RESULTS.parent)
+            else str(path)]  # fmt: skip
 
 
 def _estimate(jobs: list, seconds: dict[tuple[str, str], list[float]]) -> tuple[float, int, int]:

@@ -7,9 +7,9 @@ mapped by a random group element, over training-set sizes and a width sweep per 
 width, the plain (and augmented) widths whose parameter counts are closest to those, the plain ``plain_widths`` and
 the equivariant widths matched to them, so that the comparison holds at equal parameters in both directions. Runs
 follow the protocol of :class:`~ablations.common.ProtocolConfig` (learning rate per configuration chosen on
-validation, early stopping, best-validation checkpoint). The state representation is monomial (ankles and hips flip
-sign), not a permutation one: the regressor's first ``eLinear`` lifts it to regular-representation copies before
-any pointwise nonlinearity.
+validation, training until validation plateaus, best-validation checkpoint). The state representation is monomial
+(ankles and hips flip sign), not a permutation one: the regressor's first ``eLinear`` lifts it to
+regular-representation copies before any pointwise nonlinearity.
 
 Data come from :mod:`ablations.tasks_ant` (simulated on first use and cached under ``data/ant/``).
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 
 from .frames import finals
-from .stats import bootstrap_ci, paired
+from .stats import MIN_SEEDS, Paired, bootstrap_ci, paired
 
 #: Columns of the long-form CSV that are not job parameters.
 LONG_COLUMNS = ("run_id", "label", "seed", "step", "wall_time", "metric", "value")
@@ -256,3 +257,97 @@ def comparisons(study: str, frame: pd.DataFrame) -> list[tuple[str, str, str]]:
         return [(f"n = {int(p['train_size'])}, equal params", p["equivariant"], p["other"])
                 for p in equal_params_pairs(frame)]  # fmt: skip
     return []
+
+
+# ----------------------------------------------------------------------------------------------- the converged check
+#: The study that retrains, to a plateau, the configurations behind each accuracy recommendation (``tier 2``).
+CONVERGENCE = "convergence"
+#: Studies whose recommendations the converged check retests, in the order it runs them.
+CONVERGENCE_SOURCES = ("normalization", "ant_norm", "equivariant_vs_plain_sequence", "ant_forecast")
+
+
+def convergence_comparisons(source: str, frame: pd.DataFrame, ends: tuple = ("smallest", "largest")) -> list[tuple]:
+    """The comparisons ``(what, a, b)`` behind a study's accuracy recommendations, read as "b against a", that the
+    converged check retrains (labels of ``source``'s configurations).
+
+    A norm study: per depth, the best configuration by mean test loss against the runner-up and against its own
+    affine twin (what the norm and affine advice rest on). A model study: at the largest training set, the
+    equivariant model at the ``ends`` of its widths (``"smallest"``, ``"largest"``) against each plain model at
+    equal parameters (:func:`equal_params_pairs`), and the augmented plain model against the plain one there.
+    """
+    out = []
+    if source in NORM_STUDIES:
+        for depth, rows in frame.groupby("num_layers"):
+            means = rows.groupby("label")[LOSS].mean().sort_values()
+            best = means.index[0]
+            if len(means) > 1:
+                out.append((f"best vs runner-up at depth {int(depth)}", best, means.index[1]))
+            norm, placement, affine, rest = best.split("/")
+            twin = f"{norm}/{placement}/{'diagonal' if affine == 'isotypic' else 'isotypic'}/{rest}"
+            if twin in means.index:
+                out.append((f"affine of the best at depth {int(depth)}", best, twin))
+        return out
+    pairs = [p for p in equal_params_pairs(frame) if p["train_size"] == frame.train_size.max()]
+    if not pairs:
+        return out
+    ordered = sorted({p["eq_params"] for p in pairs})
+    chosen = {ordered[0] if end == "smallest" else ordered[-1] for end in ends}
+    for params in sorted(chosen):
+        mine = {p["other_model"]: p for p in pairs if p["eq_params"] == params}
+        where = f"n = {int(frame.train_size.max())}, {int(params):,} params"
+        out += [(f"{where}: {model} vs equivariant", p["equivariant"], p["other"]) for model, p in sorted(mine.items())]
+        if {"plain", "plain/augmented"} <= set(mine):
+            out.append((f"{where}: plain/augmented vs plain", mine["plain"]["other"], mine["plain/augmented"]["other"]))
+    return out
+
+
+def convergence_label(source: str, label: str) -> str:
+    """The converged check's label of configuration ``label`` of ``source``."""
+    return f"{source}:{label}"
+
+
+def convergence_verdict(grid: Paired, converged: Paired) -> str:
+    """Whether a comparison's verdict at the grid's step cap survives training to a plateau, in words."""
+    if converged.diff.n < MIN_SEEDS or grid.diff.n < MIN_SEEDS:
+        return "too few seeds"
+    before = 0 if grid.within_noise else math.copysign(1, grid.diff.mean)
+    after = 0 if converged.within_noise else math.copysign(1, converged.diff.mean)
+    if before == after:
+        return "holds" if before else "holds (within noise both times)"
+    if before and after:
+        return "flips"
+    return "within noise when converged" if before else "emerges when converged (within noise at the cap)"
+
+
+@dataclass(frozen=True)
+class Converged:
+    """One comparison of a source study, at the grid's step cap and retrained to a plateau (``b - a`` both)."""
+
+    source: str
+    what: str
+    a: str
+    b: str
+    grid: Paired
+    converged: Paired
+
+    @property
+    def verdict(self) -> str:
+        return convergence_verdict(self.grid, self.converged)
+
+
+def convergence_results(out: Path, converged: pd.DataFrame | None = None) -> list[Converged]:
+    """Every comparison the converged check at ``out`` retrained, against the same comparison in the source
+    studies' data beside it (``out/../<source>``); a comparison with a side missing from either is left out."""
+    out = Path(out)
+    frame = runs(load(out)) if converged is None else converged
+    ends = tuple(load_config(out).get("config", {}).get("ends", ("smallest", "largest")))
+    found = []
+    for source in [s for s in CONVERGENCE_SOURCES if s in set(frame.source)]:
+        if not (out.parent / source / "metrics.csv").exists():
+            continue
+        grid = runs(load(out.parent / source))
+        for what, a, b in convergence_comparisons(source, grid, ends):
+            ca, cb = convergence_label(source, a), convergence_label(source, b)
+            if {ca, cb} <= set(frame.label):
+                found.append(Converged(source, what, a, b, compare(grid, a, b), compare(frame, ca, cb)))
+    return found

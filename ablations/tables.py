@@ -16,7 +16,21 @@ import pandas as pd
 
 from .frames import INTERVAL_TEXT, display_path
 from .stats import bootstrap_ci
-from .summary import BASIS_STUDIES, HUE, LATE, LOSS, commit_text, compare, comparisons, hue_order, runs, unpaired
+from .summary import (
+    BASIS_STUDIES,
+    CONVERGENCE,
+    HUE,
+    LATE,
+    LOSS,
+    commit_text,
+    compare,
+    comparisons,
+    convergence_results,
+    hue_order,
+    load,
+    runs,
+    unpaired,
+)
 from .sweep import LR_EXTENSIONS
 
 COLUMNS = [
@@ -177,6 +191,45 @@ def gap_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _convergence_lines(frame: pd.DataFrame, out: Path, config: dict) -> list[str]:
+    """The converged check's table: each retrained comparison at the grid's cap and to a plateau, and each
+    configuration's loss both ways (paired by seed: the same data, initialisation and learning rate)."""
+    cfg = config.get("config", {})
+    found = convergence_results(out, frame)
+    sources = ", ".join(f"`{s}`" for s in cfg.get("sources", []))
+    lines = [
+        f"Each comparison behind an accuracy recommendation of the studies {sources}"
+        f" (their best configuration per depth against the runner-up and its affine twin; the equivariant model "
+        f"at the {' and '.join(cfg.get('ends', []))} width of the largest training set against its equal-parameter "
+        f"plain and augmented partners), retrained with the same settings, seeds and chosen learning rate at "
+        f"{cfg.get('cap_factor', '?')}× the study's step cap, with patience {cfg.get('patience', '?')} evaluations "
+        "before the decay. A verdict *holds* when it has the same sign (or is within noise both times).",
+        "",
+        "## Verdicts", "",
+        "| study | comparison | a | b | b − a at the study's cap | b − a trained to plateau | verdict |",
+        "|---" * 7 + "|",
+    ]  # fmt: skip
+    for c in found:
+        lines.append(f"| `{c.source}` | {c.what} | `{c.a}` | `{c.b}` | {c.grid.diff.text(3)} "
+                     f"({c.grid.verdict('a', 'b')}) | {c.converged.diff.text(3)} ({c.converged.verdict('a', 'b')}) | "
+                     f"{c.verdict} |")  # fmt: skip
+    lines += ["", "## Configurations", "",
+              "| configuration | lr | step cap | best / stop step (median), plateaus | test loss at the study's cap | "
+              "trained to plateau | plateau − cap, paired by seed |", "|---" * 7 + "|"]  # fmt: skip
+    grids = {}
+    for label, rows in frame.groupby("label", sort=False):
+        source, original = label.split(":", 1)
+        if source not in grids:
+            path = Path(out).parent / source
+            grids[source] = runs(load(path)) if (path / "metrics.csv").exists() else None
+        grid = grids[source]
+        before = grid[grid.label == original].set_index("seed")[LOSS] if grid is not None else pd.Series(dtype=float)
+        diff = bootstrap_ci((rows.set_index("seed")[LOSS] - before).dropna())
+        lines.append(f"| `{label}` | {rows.lr.iloc[0]:g} | {int(rows.steps.iloc[0])} | {_steps_cell(rows)} | "
+                     f"{_cell(before)} | {_cell(rows[LOSS])} | {diff.text(3)} |")  # fmt: skip
+    return lines + ["", "![verdicts](verdicts.png)", "", "![validation curves](curves.png)", ""]
+
+
 def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
     frame = runs(data)
     hue = HUE.get(study, "label")
@@ -220,6 +273,10 @@ def write(study: str, data: pd.DataFrame, out: Path, config: dict) -> Path:
         ),
         "",
     ]
+    if study == CONVERGENCE:
+        path = Path(out) / "table.md"
+        path.write_text("\n".join([*header[:5], *_convergence_lines(frame, Path(out), config)]))
+        return path
     body = []
     if "train_size" in frame and frame.train_size.nunique() > 1 and "model" in frame:
         body += ["## Test loss (best-validation checkpoint) by training-set size", "", size_table(frame), "",

@@ -52,11 +52,12 @@ class TrainConfig:
     anneal: float = 0.25
 
 
-class EarlyStopping:
-    """Tracks the best validation loss; :meth:`update` says whether to stop.
+class PlateauDetector:
+    """Tracks the best validation loss; :meth:`update` says whether validation has plateaued.
 
     An evaluation improves when ``loss < best * (1 - min_delta)``; after ``patience`` evaluations without one,
-    :meth:`update` returns True (never, with ``patience=None``). A non-finite loss stops at once.
+    :meth:`update` returns True (never, with ``patience=None``), and :func:`fit` starts its decay
+    (:class:`PlateauThenAnneal`). A non-finite loss returns True at once (the run has diverged).
     """
 
     def __init__(self, patience: int | None, min_delta: float = 1e-3) -> None:
@@ -66,7 +67,7 @@ class EarlyStopping:
         self.best, self.best_step, self.stale = math.inf, 0, 0
 
     def update(self, step: int, loss: float) -> bool:
-        """Record the validation ``loss`` at ``step``; return True when training should stop."""
+        """Record the validation ``loss`` at ``step``; return True once validation has plateaued (or diverged)."""
         if not math.isfinite(loss):
             return True
         if loss < self.best * (1 - self.min_delta) or not math.isfinite(self.best):
@@ -260,7 +261,7 @@ def fit(
     train, val = splits["train"], _subset(splits["val"], config.eval_size)
     test = _subset(splits["test"], config.eval_size)
     rows: list[dict] = []
-    stopper = EarlyStopping(config.patience, config.min_delta)
+    stopper = PlateauDetector(config.patience, config.min_delta)
     best: dict = {}
 
     def log(step: int, wall: float, metric: str, value: float) -> None:

@@ -23,7 +23,7 @@ from ablations.stats import MIN_SEEDS, bootstrap_ci, paired
 from ablations.sweep import Job, PlanStage, next_rate, run_sweep, select_lr, tuned_sweep
 from ablations.tables import budget_criterion, budget_limited, lr_at_edge
 from ablations.tasks import RingOscillators, RingRegression, make_splits, ring_group
-from ablations.train import EarlyStopping, FlowMatching, PlateauThenAnneal, Regression, TrainConfig, evaluate, fit
+from ablations.train import FlowMatching, PlateauDetector, PlateauThenAnneal, Regression, TrainConfig, evaluate, fit
 from symm_layers.testing import group_elements
 
 TINY = ["--train-sizes", "16", "32", "--seeds", "2", "--steps", "6", "--eval-every", "3", "--eval-size", "32",
@@ -397,11 +397,11 @@ def test_paired_comparison_uses_shared_seeds_and_needs_three():
     assert result.diff.n == 2 and result.verdict("a", "b") == "too few seeds"
 
 
-def test_early_stopping_stops_after_patience_evaluations_without_improvement():
-    stopper = EarlyStopping(patience=2, min_delta=0.01)
+def test_plateau_detector_fires_after_patience_evaluations_without_improvement():
+    stopper = PlateauDetector(patience=2, min_delta=0.01)
     stops = [stopper.update(step, loss) for step, loss in enumerate([3.0, 2.0, 1.999, 2.5, 1.0])]
     assert stops == [False, False, False, True, False] and stopper.best_step == 4
-    assert EarlyStopping(patience=3).update(0, float("nan"))  # a diverged run stops at once
+    assert PlateauDetector(patience=3).update(0, float("nan"))  # a diverged run stops at once
 
 
 def test_fit_reports_and_restores_the_best_validation_checkpoint():

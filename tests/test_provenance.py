@@ -13,10 +13,14 @@ from ablations import provenance, sweep
 from ablations.common import STUDY_MODULES
 
 #: What training modules may take from the modules left out of the training files, and why it cannot change a run:
-#: the job description and driver (the run id hashes every parameter), a path printer, the report step after a sweep.
+#: the job description and driver (the run id hashes every parameter), a path printer, the report step after a sweep,
+#: and what the converged check reads to choose which saved configurations it retrains and whether they are current
+#: (they pick jobs, whose ids hash the label and every parameter, never what a job computes).
 ALLOWED_FROM_NOT_TRAINING = {
     ("sweep", "Job"), ("sweep", "BACKENDS"), ("sweep", "git_commit"), ("sweep", "run_sweep"),
-    ("sweep", "tuned_sweep"), ("frames", "display_path"), ("", "report"),
+    ("sweep", "tuned_sweep"), ("frames", "display_path"), ("", "report"), ("summary", "CONVERGENCE"),
+    ("summary", "CONVERGENCE_SOURCES"), ("summary", "convergence_comparisons"), ("summary", "convergence_label"),
+    ("summary", "runs"), ("provenance", "reusable_commits"),
 }  # fmt: skip
 
 
