@@ -28,7 +28,7 @@ from . import study_ant, study_ant_norm, study_equivariance_sequence, study_norm
 from .common import RESULTS, main, seed_jobs
 from .provenance import reusable_commits
 from .summary import CONVERGENCE, CONVERGENCE_SOURCES, convergence_comparisons, convergence_label, runs
-from .sweep import Job, git_commit
+from .sweep import FINAL_STEPS, Job, git_commit
 
 STUDY = CONVERGENCE
 #: source study -> its module (the job function and ``Config``)
@@ -101,10 +101,11 @@ def jobs(config: Config) -> list[Job]:
             if label not in grid:
                 raise SystemExit(f"{STUDY}: `{source}` has saved runs of {label!r}, which its configuration no "
                                  f"longer produces; re-run `{source}` first")  # fmt: skip
-            params = grid[label]
+            params = {k: v for k, v in grid[label].items() if k != FINAL_STEPS}  # the cap of its final runs:
+            cap = int(grid[label].get(FINAL_STEPS) or params["steps"])
             configs[convergence_label(source, label)] = {
                 **params, "source": source, "lr": float(rates[label]), "patience": config.patience,
-                "device": config.device, "steps": int(params["steps"]) * config.cap_factor}  # fmt: skip
+                "device": config.device, "steps": cap * config.cap_factor}  # fmt: skip
     return seed_jobs(STUDY, config.seeds, configs)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -121,6 +122,17 @@ def test_jobs_retrain_the_chosen_configurations_with_their_settings_rate_and_a_l
         assert job.params["steps"] == 200 and job.params["patience"] == 7 and job.params["lr"] == 0.003
         changed = {k for k in original if original[k] != job.params[k]}
         assert changed <= {"steps", "patience", "lr"}
+
+
+def test_a_source_with_a_final_stage_cap_is_retrained_at_a_multiple_of_that_cap(tmp_path):
+    source = study_norm.Config(norms=("rmsnorm",), placements=("pre",), depths=(2,), steps=40)
+    _saved_norm_study(tmp_path, source, {"rmsnorm/pre/isotypic/L2": 1.0, "rmsnorm/pre/diagonal/L2": 1.1})
+    final = [dataclasses.replace(job, params={**job.params, "final_steps": 90}) for job in study_norm.jobs(source)]
+    config = study_convergence.Config(results=str(tmp_path), sources=("normalization",), cap_factor=3)
+    with mock.patch.object(study_norm, "jobs", return_value=final):
+        jobs = study_convergence.jobs(config)
+    assert len(jobs) == 2 * 3 and {job.params["steps"] for job in jobs} == {270}
+    assert not any("final_steps" in job.params for job in jobs)
 
 
 def test_jobs_name_the_command_that_writes_a_missing_source(tmp_path):

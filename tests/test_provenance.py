@@ -20,7 +20,7 @@ ALLOWED_FROM_NOT_TRAINING = {
     ("sweep", "Job"), ("sweep", "BACKENDS"), ("sweep", "git_commit"), ("sweep", "run_sweep"),
     ("sweep", "tuned_sweep"), ("frames", "display_path"), ("", "report"), ("summary", "CONVERGENCE"),
     ("summary", "CONVERGENCE_SOURCES"), ("summary", "convergence_comparisons"), ("summary", "convergence_label"),
-    ("summary", "runs"), ("provenance", "reusable_commits"),
+    ("summary", "runs"), ("provenance", "reusable_commits"), ("sweep", "FINAL_STEPS"),
 }  # fmt: skip
 
 
