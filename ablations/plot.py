@@ -293,7 +293,7 @@ def convergence_text(frame: pd.DataFrame, config: dict) -> str:
     """The converged check's caption: its tasks are its sources' (see their figures for task, loss and group)."""
     cfg = config.get("config", {})
     return (f"Converged check: configurations of {', '.join(cfg.get('sources', []))} retrained with their study's "
-            f"settings, seeds and chosen learning rate at {cfg.get('cap_factor', '?')}x the study's step cap, "
+            f"settings and chosen learning rate on fresh seeds at {cfg.get('cap_factor', '?')}x the study's step cap, "
             f"patience {cfg.get('patience', '?')} evaluations; {frame.seed.nunique()} seeds; task, loss and group "
             f"as in each source study's figures. Hardware: {config.get('cpu', '?')}, "
             f"{config.get('threads_per_job', '?')} torch thread(s) per run, {config.get('workers', '?')} runs in "

@@ -86,13 +86,14 @@ def task_params(config: AntConfig) -> dict:
     return {k: getattr(config, k) for k in TASK_FIELDS}
 
 
-def prepare_data(config: AntConfig, train_size: int, forecast: bool = True) -> None:
-    """Simulate (or find in the cache) every split the jobs will read (``train_size``: the largest training set),
-    in this process: parallel workers then only load files, and smaller training sets are prefixes of the largest."""
+def prepare_data(config: AntConfig, train_size: int, forecast: bool = True, seeds=None) -> None:
+    """Simulate (or find in the cache) every split the jobs will read (``train_size``: the largest training set;
+    ``seeds``: the data seeds, by default those of ``config``), in this process: parallel workers then only load
+    files, and smaller training sets are prefixes of the largest."""
     task = task_of(task_params(config), forecast)
     task.statistics()
     sizes = {"train": train_size, "val": config.eval_size, "test": config.eval_size}
-    for seed in range(config.seeds):
+    for seed in range(config.seeds) if seeds is None else seeds:
         make_splits(task, sizes, seed)
 
 

@@ -5,9 +5,10 @@ that cap still improving, so their losses are upper bounds. This study takes, fr
 only the configurations its recommendations compare (:func:`ablations.summary.convergence_comparisons`: the best
 norm configuration per depth, its runner-up and its affine twin; the equivariant model at the smallest and largest
 width of the largest training set and its plain and augmented partners at equal parameters) and trains them again
-with the same settings, seeds and chosen learning rate, but ``cap_factor`` times the step cap and a longer
-``patience``. The table reports, per comparison, the difference at the grid's budget and trained to plateau, and
-whether the verdict holds.
+with the same settings and chosen learning rate, but ``cap_factor`` times the step cap, a longer ``patience`` and
+fresh seeds (``first_seed`` on: new data and initialisations, since the norm configurations were picked on the
+grid's seeds, and a replication on those would favour the pick). The table reports, per comparison, the paired
+difference at the grid's budget and trained to plateau, and whether the verdict holds.
 
 It reads the source studies' ``metrics.csv`` and ``config.json`` under ``results`` (``run_all`` passes its
 ``--results``), so it runs after them.
@@ -25,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import study_ant, study_ant_norm, study_equivariance_sequence, study_norm
-from .common import RESULTS, main, seed_jobs
+from .common import RESULTS, main
 from .provenance import reusable_commits
 from .summary import CONVERGENCE, CONVERGENCE_SOURCES, convergence_comparisons, convergence_label, runs
 from .sweep import FINAL_STEPS, Job, git_commit
@@ -34,6 +35,8 @@ STUDY = CONVERGENCE
 #: source study -> its module (the job function and ``Config``)
 SOURCES = {"normalization": study_norm, "ant_norm": study_ant_norm,
            "equivariant_vs_plain_sequence": study_equivariance_sequence, "ant_forecast": study_ant}  # fmt: skip
+#: Sources whose data are simulated and cached, which the driver does once before the workers read them.
+SIMULATED = ("ant_norm", "ant_forecast")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Config:
     results: str = "results"
     sources: tuple = ("normalization", "equivariant_vs_plain_sequence")
     seeds: int = 3
+    first_seed: int = 100
     cap_factor: int = 4
     patience: int = 8
     ends: tuple = ("largest",)
@@ -97,6 +101,9 @@ def jobs(config: Config) -> list[Job]:
         chosen = {label for _, a, b in convergence_comparisons(source, frame, config.ends) for label in (a, b)}
         rates = frame.groupby("label").lr.first()
         grid = {job.label: job.params for job in SOURCES[source].jobs(source_config(source, folder))}
+        if source in SIMULATED and chosen.issubset(grid):
+            largest = max(int(grid[label]["train_size"]) for label in chosen)
+            study_ant.prepare_data(source_config(source, folder), largest, seeds=seeds(config))
         for label in sorted(chosen):
             if label not in grid:
                 raise SystemExit(f"{STUDY}: `{source}` has saved runs of {label!r}, which its configuration no "
@@ -106,7 +113,13 @@ def jobs(config: Config) -> list[Job]:
             configs[convergence_label(source, label)] = {
                 **params, "source": source, "lr": float(rates[label]), "patience": config.patience,
                 "device": config.device, "steps": cap * config.cap_factor}  # fmt: skip
-    return seed_jobs(STUDY, config.seeds, configs)
+    commit = git_commit()
+    return [Job(STUDY, label, seed, params, commit) for label, params in configs.items() for seed in seeds(config)]
+
+
+def seeds(config: Config) -> range:
+    """The check's seeds: fresh ones, never those of the grid (whose data chose the configurations)."""
+    return range(config.first_seed, config.first_seed + config.seeds)
 
 
 def run(job: Job) -> list[dict]:

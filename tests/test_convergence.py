@@ -9,7 +9,15 @@ from unittest import mock
 import pandas as pd
 import pytest
 
-from ablations import guide, run_all, study_convergence, study_equivariance_sequence, study_norm
+from ablations import (
+    guide,
+    run_all,
+    study_ant,
+    study_ant_norm,
+    study_convergence,
+    study_equivariance_sequence,
+    study_norm,
+)
 from ablations.common import STUDY_MODULES, main
 from ablations.stats import paired
 from ablations.summary import (
@@ -115,7 +123,7 @@ def test_jobs_retrain_the_chosen_configurations_with_their_settings_rate_and_a_l
     grid = {job.label: job.params for job in study_norm.jobs(source)}
     chosen = ["layernorm/pre/isotypic/L2", "rmsnorm/pre/diagonal/L2", "rmsnorm/pre/isotypic/L2"]
     assert sorted({job.label for job in jobs}) == [convergence_label("normalization", c) for c in chosen]
-    assert sorted(job.seed for job in jobs if job.label.endswith(chosen[0])) == [0, 1, 2]
+    assert sorted(job.seed for job in jobs if job.label.endswith(chosen[0])) == [100, 101, 102]  # fresh seeds
     for job in jobs:
         original = grid[job.label.split(":", 1)[1]]
         assert job.study == CONVERGENCE and job.params["source"] == "normalization"
@@ -133,6 +141,20 @@ def test_a_source_with_a_final_stage_cap_is_retrained_at_a_multiple_of_that_cap(
         jobs = study_convergence.jobs(config)
     assert len(jobs) == 2 * 3 and {job.params["steps"] for job in jobs} == {270}
     assert not any("final_steps" in job.params for job in jobs)
+
+
+def test_a_simulated_source_has_its_data_prepared_for_the_fresh_seeds_before_the_workers_start(tmp_path):
+    source = study_ant_norm.Config(norms=("rmsnorm",), depths=(2,), train_size=512)
+    folder = tmp_path / "ant_norm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"config": dataclasses.asdict(source)}))
+    _norm_frame({"rmsnorm/pre/isotypic/L2": 1.0, "rmsnorm/pre/diagonal/L2": 1.1}).to_csv(folder / "metrics.csv")
+    config = study_convergence.Config(results=str(tmp_path), sources=("ant_norm",), seeds=2, first_seed=7)
+    with mock.patch.object(study_ant_norm, "prepare_data"), mock.patch.object(study_ant, "prepare_data") as prepare:
+        jobs = study_convergence.jobs(config)
+    assert {job.seed for job in jobs} == {7, 8}
+    prepare.assert_called_once()
+    assert prepare.call_args.args[1] == 512 and list(prepare.call_args.kwargs["seeds"]) == [7, 8]
 
 
 def test_jobs_name_the_command_that_writes_a_missing_source(tmp_path):
