@@ -135,3 +135,17 @@ def test_busy_share_sees_a_busy_core():
         stop.set()
         spinner.join()
     assert 0.5 / (os.cpu_count() or 1) <= share <= 1
+
+
+def test_a_difference_that_changes_sign_between_rechecks_is_scatter_not_a_disagreement(tmp_path, monkeypatch):
+    # asv slower at first (1.66), faster in the first recheck (0.73), slower again (1.58): no systematic offset
+    monkeypatch.setattr(agreement, "remeasure", lambda family, keys: dict.fromkeys(keys, 1.0))
+    monkeypatch.setattr(agreement, "busy_share", lambda: 0.0)
+    monkeypatch.setattr(agreement.time, "sleep", lambda s: None)
+    for again, code in [([0.73, 1.58], 0), ([1.58, 0.73], 0), ([1.4, 1.58], 1), ([float("nan"), 1.5], 1)]:
+        ratios = iter(again)
+        monkeypatch.setattr(agreement, "remeasure_asv", lambda asv, keys, r=ratios: dict.fromkeys(keys, next(r)))
+        folder = tmp_path / "-".join(map(str, again))
+        assert agreement.main(_write(folder, asv_ms=1.66, family_ms=1.0)) == code, again
+        text = (folder / "family" / "agreement.md").read_text()
+        assert ("changed sign" in text) == (code == 0)
