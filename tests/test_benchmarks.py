@@ -113,3 +113,39 @@ def test_asv_tables_command_names_the_small_grid(monkeypatch):
     monkeypatch.delenv("SYMM_BENCH_FULL", raising=False)
     monkeypatch.setenv("SYMM_BENCH_SMALL", "1")
     assert asv_tables._grid_prefix() == "SYMM_BENCH_SMALL=1 "
+
+
+def _asv_time_benchmark(method: str, params: tuple):
+    """asv_runner's own ``TimeBenchmark`` for ``bench_linear.Linear.<method>`` at ``params``, set up as asv does."""
+    import itertools
+
+    from asv_runner.benchmarks.time import TimeBenchmark
+
+    from benchmarks import bench_linear
+
+    suite = bench_linear.Linear()
+    func = getattr(suite, method)
+    bench = TimeBenchmark(f"bench_linear.Linear.{method}", func, [func, suite, bench_linear])
+    bench.set_param_idx(list(itertools.product(*bench_linear.Linear.params)).index(params))
+    assert not bench.do_setup()  # not skipped
+    return bench
+
+
+@pytest.mark.parametrize("method", ["time_eval_forward", "time_train_step"])
+def test_asv_times_calibrated_samples_of_many_calls_not_single_calls(method):
+    bench = _asv_time_benchmark(method, ("torch", "C8", 64, 256, "cpu"))
+    bench.sample_time, bench.repeat, bench.warmup_time = 0.005, 3, 0.0
+    result = bench.do_run()
+    assert result["number"] > 1  # a ~0.02-0.2 ms call: asv calibrated many calls into each sample
+    assert len(result["samples"]) == 3
+
+
+def test_asv_construction_samples_stay_one_cold_call_each(monkeypatch):
+    from benchmarks import _asv_common
+
+    cleared = []
+    monkeypatch.setattr(_asv_common, "clear_layer_memos", lambda: cleared.append(1))
+    bench = _asv_time_benchmark("time_construction", ("isotypic_expansion/cached", "C8", 64, 256, "cpu"))
+    result = bench.do_run()
+    assert result["number"] == 1 and len(result["samples"]) == 5
+    assert len(cleared) == 5  # the memos cleared before each of the five samples (once by do_setup, then between)
