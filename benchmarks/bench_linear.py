@@ -25,8 +25,8 @@ from ._asv_common import (
     require_dense_basis,
 )
 
-#: The small grid (make results) keeps D = 256, whose calls are long enough (~0.3 ms eval at B = 256) for the asv vs
-#: linear_family agreement check of make results not to fail on timer noise (D = 64 eval calls take ~0.02 ms).
+#: The small grid (make results) keeps D = 256 (~0.3 ms eval calls at B = 256): the cells on which make results
+#: compares asv with linear_family.py (``agreement.py``).
 FEATURES = grid([64, 256], [64, 256, 1024], small=[256])
 BATCHES = grid([256], [8, 256])
 
