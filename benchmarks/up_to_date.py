@@ -3,13 +3,14 @@
     python benchmarks/up_to_date.py results/linear_family --profile full   # exit 0: current; 1: (re)measure
 
 Reads ``<folder>/meta.json`` (written by ``linear_family.py``, ``layer_family.py``, ``decision_maps.py`` and
-``asv_tables.py``): the run is current when the files that can change a measurement (:data:`MEASURED_FILES`: the
-library, the benchmarks, asv's and the build's configuration, the dependency pins) are identical at the commit it
-ran at and at HEAD, the tree it ran on had no uncommitted changes, it was not cut short, and (with ``--profile``)
-it used that profile. Committing results, documentation or ablation code therefore does not restart a
-measurement; this file and ``agreement.py`` (it compares two finished runs) are not in the list. Prints why a run
-is not current. A module under ``benchmarks/`` that asv imports: it defines no benchmark names and works only under
-``__main__``.
+``asv_tables.py``): the run is current when the files that can change its measurement (:func:`measured_files`: the
+library, the build and the dependency pins for every folder, and the benchmark modules that folder's script runs,
+by the folder's name) are identical at the commit it ran at and at HEAD, the tree it ran on had no uncommitted
+changes, it was not cut short, and (with ``--profile``) it used that profile. Committing results, documentation or
+ablation code therefore does not restart a measurement, and neither does a change to another benchmark's modules
+(an asv suite does not re-date ``linear_family``); a folder of another name depends on all of ``benchmarks/``
+except this file and ``agreement.py`` (it compares two finished runs). Prints why a run is not current. A module
+under ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,33 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: What a benchmark measurement depends on (paths relative to the repository root).
+#: What every benchmark measurement depends on (git pathspecs relative to the repository root): the library, the
+#: commands that run it, the dependency pins, and the helpers every script imports.
+COMMON_FILES = ("symm_layers", "Makefile", "requirements.txt", "pyproject.toml", "benchmarks/__init__.py",
+                "benchmarks/common.py")  # fmt: skip
+#: Benchmark folder name -> the further files its script runs (asv: the suites, their shared cases, asv's
+#: configuration and the table writer, whose ``raw.csv`` is what the folder holds).
+MEASURED_BY = {
+    "linear_family": ("benchmarks/linear_family.py", "benchmarks/cases.py"),
+    "layer_family": ("benchmarks/layer_family.py",),
+    "decision_maps": ("benchmarks/decision_maps.py", "benchmarks/decision_advice.py", "benchmarks/cases.py"),
+    "asv": (
+        "benchmarks/bench_*.py",
+        "benchmarks/_asv_common.py",
+        "benchmarks/cases.py",
+        "benchmarks/asv_tables.py",
+        "asv.conf.json",
+    ),
+}
+#: A folder of another name: all of ``benchmarks/`` but the decider and the comparison of finished runs.
 MEASURED_FILES = ("symm_layers", "benchmarks", ":!benchmarks/up_to_date.py", ":!benchmarks/agreement.py",
                   "asv.conf.json", "Makefile", "requirements.txt", "pyproject.toml")  # fmt: skip
+
+
+def measured_files(folder: Path) -> tuple[str, ...]:
+    """The pathspecs whose contents the measurement in ``folder`` depends on (by the folder's name)."""
+    own = MEASURED_BY.get(folder.name)
+    return MEASURED_FILES if own is None else (*COMMON_FILES, *own)
 
 
 def reason_to_rerun(folder: Path, profile: str | None, root: Path | None = None) -> str | None:
@@ -35,7 +60,7 @@ def reason_to_rerun(folder: Path, profile: str | None, root: Path | None = None)
     commit = str(meta.get("commit", ""))
     if not commit or "uncommitted" in commit or "dirty" in commit:
         return f"{folder} was measured at {commit or 'an unknown commit'} (not a clean commit)"
-    diff = ["git", "diff", "--quiet", commit, "HEAD", "--", *MEASURED_FILES]
+    diff = ["git", "diff", "--quiet", commit, "HEAD", "--", *measured_files(folder)]
     changed = subprocess.run(diff, cwd=root, capture_output=True, text=True).returncode
     if changed:
         return f"{folder} was measured at {commit[:12]}, and the measured files differ at HEAD (or it is unknown)"

@@ -183,6 +183,29 @@ def test_a_benchmark_is_current_while_its_measured_files_are_unchanged(repo):
     assert "differ" in up_to_date.reason_to_rerun(folder, "full", repo)
 
 
+def test_a_benchmark_folder_is_re_dated_only_by_the_modules_its_script_runs(repo):
+    from benchmarks import up_to_date
+
+    (repo / "benchmarks").mkdir()
+    _commit(repo, "benchmarks/cases.py", "N = 1\n")
+    measured = _commit(repo, "benchmarks/bench_linear.py", "N = 1\n")
+    folders = {}
+    for name in ("asv", "linear_family", "elsewhere"):
+        folders[name] = repo / "results" / name
+        folders[name].mkdir(parents=True)
+        (folders[name] / "meta.json").write_text(json.dumps({"commit": measured}))
+
+    def stale():
+        return {name for name, folder in folders.items() if up_to_date.reason_to_rerun(folder, None, repo)}
+
+    _commit(repo, "benchmarks/regression_demo.py", "N = 2\n")  # runs no published measurement's code
+    assert stale() == {"elsewhere"}  # an unknown folder depends on all of benchmarks/
+    _commit(repo, "benchmarks/bench_linear.py", "N = 2\n")  # an asv suite: not linear_family's
+    assert stale() == {"asv", "elsewhere"}
+    _commit(repo, "benchmarks/cases.py", "N = 2\n")  # the cells both define
+    assert stale() == {"asv", "linear_family", "elsewhere"}
+
+
 def _frame(rows):
     import pandas as pd
 
