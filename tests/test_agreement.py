@@ -149,3 +149,14 @@ def test_a_difference_that_changes_sign_between_rechecks_is_scatter_not_a_disagr
         assert agreement.main(_write(folder, asv_ms=1.66, family_ms=1.0)) == code, again
         text = (folder / "family" / "agreement.md").read_text()
         assert ("changed sign" in text) == (code == 0)
+
+
+def test_a_recheck_measures_both_sides_of_one_group_size_and_batch_back_to_back(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(agreement, "remeasure", lambda family, keys: calls.append(("family", keys)) or {})
+    monkeypatch.setattr(agreement, "remeasure_asv", lambda asv, keys: calls.append(("asv", keys)) or {})
+    keys = [("eval_fwd", "torch", "D8", 256, 256), ("eval_fwd", "torch", "C8", 64, 256),
+            ("train_fwd_bwd", "escnn", "C8", 64, 256)]  # fmt: skip
+    agreement.paired_remeasure(tmp_path, tmp_path, keys)
+    c8, d8 = [keys[1], keys[2]], [keys[0]]
+    assert calls == [("asv", c8), ("family", c8), ("asv", d8), ("family", d8)]
