@@ -67,7 +67,7 @@ asv-machine: $(STAMP)
 	@test -f $(HOME)/.asv-machine.json || $(ASV) machine --yes
 
 # The quick grid on the working tree, saved as the results of the newest code commit (outside results/, not *.md) (.asv/results), then $(ASV_OUT)/*.md. asv's default
-# sampling: calls per sample calibrated to >= 10 ms, warm-up, up to 10 samples in each of 2 rounds (no single-call
+# sampling: calls per sample calibrated to >= 10 ms, warm-up, up to 5 samples in each of 2 rounds (no single-call
 # samples, which time call overhead and cold caches). Failed benchmarks still reach the tables (as "failed") before
 # make reports the failure.
 ASV_OUT ?= $(QUICK)/asv

@@ -32,7 +32,7 @@ T0 = time.perf_counter()
 
 class TimingBudget(Protocol):
     round_s: float  # time spent on one implementation in one round
-    blocks: int  # blocks per round; the round's value is the fastest block's mean call time
+    blocks: int  # blocks per round; the round's value is the median of its blocks' mean call times
 
 
 class RunConfig(Protocol):
@@ -202,9 +202,12 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: Timin
     """Seconds per call of every implementation, one sample per round.
 
     Within a round the implementations alternate block by block (in an order rotated every round), so slow drifts
-    of the machine hit all of them alike; a round's sample is its fastest block mean, as load from other processes
-    only ever adds time. On a GPU, ``sync`` (``Placement.sync``) makes each block include its queued kernels.
-    ``clock`` reads the time (see :data:`CLOCKS`).
+    of the machine hit all of them alike; a round's sample is the median of its block means, the statistic asv and
+    ``torch.utils.benchmark`` report. (The fastest block, used until December 2026, picks the machine's fast spells:
+    on the shared VMs, whose speed changes by 1.4-1.7x for seconds at a time, it sat 1.2-1.4x below asv's median of
+    the same cell in back-to-back runs, while asv and a plain median of 10 ms blocks in a fresh process scattered
+    around each other without an offset; ``agreement.py`` compares the two harnesses.) On a GPU, ``sync``
+    (``Placement.sync``) makes each block include its queued kernels. ``clock`` reads the time (see :data:`CLOCKS`).
     """
     per_call = {k: seconds_per_call(fn, sync, clock) for k, fn in fns.items()}
     blocks = {k: max(1, min(budget.blocks, int(budget.round_s / t))) for k, t in per_call.items()}
@@ -220,7 +223,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, budget: Timin
                     if b < blocks[k]:
                         means[k].append(block_mean(fns[k], number[k], sync, clock))
             for k in keys:
-                samples[k].append(min(means[k]))
+                samples[k].append(statistics.median(means[k]))
     finally:
         gc.enable()
     return samples

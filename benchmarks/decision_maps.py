@@ -89,7 +89,7 @@ class Profile:
     threads: tuple[int, ...]
     rounds: int  # interleaved rounds per cell
     round_s: float  # time on one candidate per round
-    blocks: int  # blocks per round (a round's sample is the fastest block)
+    blocks: int  # blocks per round (a round's sample is the median block)
     max_basis_mib: int  # dense basis stacks (memory_heavy, reference) above this are refused
     axes: tuple[str, ...] = tuple(AXES)
     modes: tuple[str, ...] = MODES

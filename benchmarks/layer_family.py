@@ -92,7 +92,7 @@ NORM, SEQ, REGRESSOR, MLP_SHAPE = (SETUP[k] for k in ("norm", "seq", "regressor"
 class Budget:
     rounds: int  # interleaved rounds per (comparison, metric); every implementation is timed once per round
     round_s: float  # time spent on one implementation in one round
-    blocks: int  # blocks per round; the round's value is the fastest block's mean call time
+    blocks: int  # blocks per round; the round's value is the median of its blocks' mean call times
 
 
 #: short: a time-boxed run (the one-shot GPU script); smoke: does it run at all (CI), no meaningful figures.
@@ -428,7 +428,7 @@ HEADER = """# Equivariant layers vs their torch twins
 - date {date}; profile `{profile}` {budget}; measured in {wall_s} s, CPU share {cpu_share:.0%}; timer: {timer}
 - regenerate: `{command}`; re-render this table only: `python benchmarks/layer_family.py --from-raw --out {out}`
 - timing: the torch twin and the candidates alternate block by block in interleaved rounds (order rotated every
-  round); a round's sample is its fastest block; each implementation reports its median over rounds, and ratio =
+  round); a round's sample is its median block; each implementation reports its median over rounds, and ratio =
   candidate median / twin median from the same run. CPU share = process CPU time / wall time over the measurements
   (below ~95%: other processes competed for the cores, so timings are noisier). Ratio IQR = relative interquartile
   range of the per-round ratios: the noise of the ratio.

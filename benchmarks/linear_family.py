@@ -72,7 +72,7 @@ class Budget:
     rounds: int  # interleaved rounds per (cell, metric); every implementation is timed once per round
     stable_rounds: int  # rounds for the eval cells with the 1.03x target (D >= 256, B = 256)
     round_s: float  # time spent on one implementation in one round
-    blocks: int  # blocks per round; the round's value is the fastest block's mean call time
+    blocks: int  # blocks per round; the round's value is the median of its blocks' mean call times
     probe_runs: int  # fresh subprocesses for the memory_heavy construction probe (median reported)
 
 
@@ -316,7 +316,7 @@ HEADER = """# eLinear family and escnn.nn.Linear vs torch.nn.Linear
 - regenerate: `{command}`; re-render this table only: `python benchmarks/linear_family.py --from-raw --out {out}`
 - timer: {timer}
 - timing: nn.Linear and the candidates alternate block by block in interleaved rounds (order rotated every round);
-  a round's sample is its fastest block; each implementation reports its median over rounds, and ratio =
+  a round's sample is its median block; each implementation reports its median over rounds, and ratio =
   candidate median / nn.Linear median. CPU share = process CPU time / wall time over the grid (below ~95%: other
   processes competed for the cores; the thread CPU-time timer leaves their share out, the wall clock does not).
   Ratio IQR = relative interquartile range of the per-round ratios of the default eLinear (`auto`): the noise of its

@@ -149,3 +149,17 @@ def test_asv_construction_samples_stay_one_cold_call_each(monkeypatch):
     result = bench.do_run()
     assert result["number"] == 1 and len(result["samples"]) == 5
     assert len(cleared) == 5  # the memos cleared before each of the five samples (once by do_setup, then between)
+
+
+def test_interleaved_round_sample_is_the_median_block(monkeypatch):
+    """A round reports the median of its block means (asv's statistic), not its fastest block."""
+    from types import SimpleNamespace
+
+    from benchmarks import common
+
+    scripted = {"a": iter([1.0, 5.0, 2.0, 4.0, 3.0, 9.0]), "b": iter([7.0, 6.0, 8.0, 2.0, 2.0, 2.0])}
+    monkeypatch.setattr(common, "seconds_per_call", lambda fn, sync, clock: 0.001)
+    monkeypatch.setattr(common, "block_mean", lambda fn, number, sync, clock: next(scripted[fn()]))
+    budget = SimpleNamespace(round_s=0.003, blocks=3)
+    samples = common.interleaved({"a": lambda: "a", "b": lambda: "b"}, rounds=2, budget=budget)
+    assert samples == {"a": [2.0, 4.0], "b": [7.0, 2.0]}
