@@ -26,6 +26,12 @@ call time over 0.15 s windows ranges 2.2-4.3 ms in one process, and the quick pr
 ``agreement.md`` shows the first ratio and every recheck, so a one-off outlier is visible without failing
 ``make results``.
 
+Both sides report a median: asv the median of its calibrated samples, the family script the median over rounds of
+each round's median block (``common.interleaved``). Until December 2026 the family script took each round's
+fastest block, which picks the machine's fast spells: on the published full-profile pair 19 of 80 cells then
+differed after two rechecks, asv 1.26-1.78x slower every time; with the median block all 80 agree (16 after one
+recheck; first-pass median asv/family 0.97).
+
 Why the recheck spreads asv's samples over more rounds: on the shared VMs we measure on, the whole machine slows
 down by 1.4-1.7x for episodes of a second or more (a pinned single-thread loop of ``nn.Linear`` steps shows it on
 either core). asv samples a cell for ~0.1 s per round in 2 rounds, so a cell's median can fall entirely inside one
