@@ -7,6 +7,11 @@
 guide are written: ``make results`` passes the git-ignored ``results-quick/``, ``make results-full`` ``results/``.
 Studies resume: finished runs are kept under ``<DIR>/<study>/runs/`` and skipped when the same command runs again
 (a tuned study resumes its tuning stage too), so an interrupted ``--full`` run continues where it stopped.
+With the local backend the studies whose runs share worker processes train together in one pool
+(:func:`ablations.sweep.interleave`: each study moves to its next stage on its own, a study that reads another's
+results starts once that one is written), and each study's tables and figures are written as soon as its runs are
+saved; the studies that run every job in a fresh process (their memory columns) train afterwards, one at a time,
+with nothing beside them. Other backends run the studies one after the other.
 ``--plan`` trains and writes nothing: it prints, per study, how many runs are saved and how many are left to train
 (for a tuned study whose tuning stage is unfinished, the later stages only as upper bounds), and the worker-hours
 those take, estimated from saved runs of the same configuration.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from . import guide
 from .common import RESULTS, STUDY_MODULES, ProtocolConfig, main, make_config
 from .common import _parser as study_parser  # the study scripts' own command line, so a plan sees their jobs
 from .frames import display_path
-from .sweep import BACKENDS, PlanStage, run_seconds, run_sweep, tuned_sweep
+from .sweep import BACKENDS, PlanStage, Track, interleave, run_seconds, run_sweep, tuned_sweep
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,15 +61,59 @@ def run(argv: list[str] | None = None) -> None:
         plan(args.only, forwarded, args.results)
         return
     begin = time.perf_counter()
-    for index, study in enumerate(args.only, 1):
-        print(f"[{index}/{len(args.only)}] {study} ({'full' if args.full else 'quick'} profile)", flush=True)
-        module = importlib.import_module(STUDY_MODULES[study])
+    profile = "full" if args.full else "quick"
+    alone = [study for study in args.only if args.backend != "local" or _fresh(study)]
+    together = [study for study in args.only if study not in alone]
+    if together:
+        print(f"[together] {', '.join(together)} ({profile} profile): one pool of {args.workers} workers", flush=True)
+        tracks = [_track(study, forwarded, args.results, begin) for study in together]
+        interleave(tracks, workers=args.workers, threads=args.threads, progress=not args.no_progress)
+    for index, study in enumerate(alone, 1):
+        print(f"[{index}/{len(alone)}] {study} ({profile} profile)", flush=True)
         start = time.perf_counter()
-        argv = [*forwarded, *_reads(module, args.results), "--out", str(args.results / study)]
-        out = main(module.STUDY, module.Config, module.jobs, module.run, argv)
+        out = _main(study, forwarded, args.results)
         print(f"{study}: {time.perf_counter() - start:.0f} s -> {display_path(out)}", flush=True)
     print(display_path(guide.write(args.results)))
     print(f"{len(args.only)} studies in {time.perf_counter() - begin:.0f} s", flush=True)
+
+
+def _fresh(study: str) -> bool:
+    """Whether ``study`` runs every job in a new process (its memory columns): it then trains with nothing beside it."""
+    return bool(getattr(importlib.import_module(STUDY_MODULES[study]).Config, "MEMORY_IN_FRESH_PROCESS", False))
+
+
+def _argv(module, forwarded: list[str], results: Path) -> list[str]:
+    return [*forwarded, *_reads(module, results), "--out", str(results / module.STUDY)]
+
+
+def _main(study: str, forwarded: list[str], results: Path) -> Path:
+    """The study's own command (train what is left, then its tables and figures); returns its folder."""
+    module = importlib.import_module(STUDY_MODULES[study])
+    return main(module.STUDY, module.Config, module.jobs, module.run, _argv(module, forwarded, results))
+
+
+def _track(study: str, forwarded: list[str], results: Path, begin: float) -> Track:
+    """``study`` as a :class:`~ablations.sweep.Track`: its stages planned by the dry run that ``--plan`` prints,
+    its tables and figures written by its own command once all its runs are saved."""
+    module = importlib.import_module(STUDY_MODULES[study])
+    config = make_config(module.Config, study_parser(study, module.Config).parse_args(_argv(module, forwarded,
+                                                                                           results)))  # fmt: skip
+    out, jobs = results / study, functools.cache(lambda: module.jobs(config))
+
+    def todo() -> list:
+        stages = []
+        if isinstance(config, ProtocolConfig):
+            tuned_sweep(jobs(), module.run, out, config.lr_grid, config.tune_seeds, plan=stages)
+        else:
+            run_sweep(jobs(), module.run, out, plan=stages)
+        return [job for stage in stages if not stage.bound for job in stage.jobs]
+
+    def finish() -> None:
+        _main(study, forwarded, results)
+        print(f"{study}: done at {time.perf_counter() - begin:.0f} s -> {display_path(out)}", flush=True)
+
+    waits = (lambda: module.waits_for(config)) if hasattr(module, "waits_for") else list
+    return Track(study, todo, module.run, out / "runs", finish, waits)
 
 
 def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanStage]:

@@ -490,3 +490,90 @@ def run_seconds(out_dir: Path | str) -> dict[tuple[str, str], list[float]]:
     for key, value in runs.values():
         seconds.setdefault(key, []).append(float(value))
     return seconds
+
+
+# ----------------------------------------------------------------------------------------------- several studies
+@dataclass(frozen=True)
+class Track:
+    """One study's part in :func:`interleave`.
+
+    ``todo()`` plans the study's next stage without training anything (a dry run of its sweep) and returns the
+    jobs to train now, ``[]`` once every run is saved; ``fn`` trains one job and ``runs_dir`` receives its runs;
+    ``finish()`` runs once everything is saved (the study's own sweep then only writes its tables and figures);
+    ``waits()`` names the studies it reads and that have not finished yet (it starts when that list is empty)."""
+
+    name: str
+    todo: Callable[[], list[Job]]
+    fn: Callable[[Job], list[dict]]
+    runs_dir: Path
+    finish: Callable[[], None]
+    waits: Callable[[], list[str]] = list
+
+
+def interleave(tracks: Sequence[Track], *, workers: int = 2, threads: int = 1, progress: bool = True,
+               executor: Callable[[], futures.Executor] | None = None) -> None:  # fmt: skip
+    """Train several studies in one pool of ``workers`` processes, each study going through its stages on its own.
+
+    A study's next stage is planned and queued when its last job in flight finishes, while the other studies'
+    queued jobs keep the workers busy: no stage waits for the slowest run of another stage, and the workers start
+    once. Runs are saved as they finish, under the same names as :func:`run_sweep` gives them, so the study's own
+    sweep (in ``finish``) finds them all and a restart resumes. ``executor`` makes the pool (default: spawned
+    processes, as the ``"local"`` backend). Not for studies that need a fresh process per run.
+
+    Raises:
+        RuntimeError: once no other job is left, when some runs failed (their study stops at that stage; running
+            again retries them) or a study still waits for another.
+    """
+    make = executor or (lambda: futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+    waiting, failed, failures = list(tracks), set(), []
+    pending: dict[futures.Future, tuple[Track, Job]] = {}
+    in_flight = dict.fromkeys((track.name for track in tracks), 0)
+    bar = tqdm(total=0, desc="training", unit="run", disable=not progress)
+    pool = make()
+
+    def advance(track: Track) -> None:
+        jobs = track.todo()
+        if any(job.run_id in failed for job in jobs):
+            return  # stopped at a failed stage: reported below
+        if not jobs:
+            track.finish()
+            start_ready()
+            return
+        track.runs_dir.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            pending[pool.submit(_call, track.fn, job, threads)] = (track, job)
+        in_flight[track.name] = len(jobs)
+        bar.total += len(jobs)
+        bar.refresh()
+        print(f"{track.name}: {len(jobs)} runs queued", flush=True)
+
+    def start_ready() -> None:
+        for track in [track for track in waiting if not track.waits()]:
+            if track in waiting:
+                waiting.remove(track)
+                advance(track)
+
+    try:
+        with bar:
+            start_ready()
+            while pending:
+                done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    track, job = pending.pop(future)
+                    if (error := future.exception()) is None:
+                        _write_run(job, future.result(), track.runs_dir)
+                    else:
+                        failed.add(job.run_id)
+                        failures.append(f"{track.name} {job.run_id}: {type(error).__name__}: {error}")
+                    bar.update(1)
+                    in_flight[track.name] -= 1
+                    if not in_flight[track.name]:
+                        advance(track)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    problems = [f"{track.name} waits for {', '.join(track.waits())}" for track in waiting]
+    if failures:
+        problems.append(f"{len(failures)} runs failed (finished runs are saved; run the same command again to retry "
+                        "only these):\n" + "\n".join(failures))  # fmt: skip
+    if problems:
+        raise RuntimeError("; ".join(problems))
