@@ -77,6 +77,17 @@ def run(argv: list[str] | None = None) -> None:
     print(f"{len(args.only)} studies in {time.perf_counter() - begin:.0f} s", flush=True)
 
 
+def _dry_run(module, config, jobs: list, out: Path) -> list[PlanStage]:
+    """The stages the study's own sweep would run now (``plan=`` of :func:`~ablations.sweep.tuned_sweep` or
+    :func:`~ablations.sweep.run_sweep`): trains and writes nothing."""
+    stages = []
+    if isinstance(config, ProtocolConfig):
+        tuned_sweep(jobs, module.run, out, config.lr_grid, config.tune_seeds, plan=stages)
+    else:
+        run_sweep(jobs, module.run, out, plan=stages)
+    return stages
+
+
 def _fresh(study: str) -> bool:
     """Whether ``study`` runs every job in a new process (its memory columns): it then trains with nothing beside it."""
     return bool(getattr(importlib.import_module(STUDY_MODULES[study]).Config, "MEMORY_IN_FRESH_PROCESS", False))
@@ -101,12 +112,7 @@ def _track(study: str, forwarded: list[str], results: Path, begin: float) -> Tra
     out, jobs = results / study, functools.cache(lambda: module.jobs(config))
 
     def todo() -> list:
-        stages = []
-        if isinstance(config, ProtocolConfig):
-            tuned_sweep(jobs(), module.run, out, config.lr_grid, config.tune_seeds, plan=stages)
-        else:
-            run_sweep(jobs(), module.run, out, plan=stages)
-        return [job for stage in stages if not stage.bound for job in stage.jobs]
+        return [job for stage in _dry_run(module, config, jobs(), out) if not stage.bound for job in stage.jobs]
 
     def finish() -> None:
         _main(study, forwarded, results)
@@ -127,11 +133,8 @@ def plan(studies: list[str], forwarded: list[str], results: Path) -> list[PlanSt
         if hasattr(module, "waits_for") and (missing := module.waits_for(config)):
             print(f"{study}: waits for {', '.join(missing)} (it retrains configurations they choose)", flush=True)
             continue
-        jobs, stages, out = module.jobs(config), [], results / study
-        if isinstance(config, ProtocolConfig):
-            tuned_sweep(jobs, module.run, out, config.lr_grid, config.tune_seeds, plan=stages)
-        else:
-            run_sweep(jobs, module.run, out, plan=stages)
+        out = results / study
+        stages = _dry_run(module, config, module.jobs(config), out)
         print(f"{study}: {describe(stages)}", flush=True)
         if any(stage.todo for stage in stages):
             seconds = run_seconds(out)
