@@ -206,6 +206,34 @@ def test_a_benchmark_folder_is_re_dated_only_by_the_modules_its_script_runs(repo
     assert stale() == {"asv", "linear_family", "elsewhere"}
 
 
+MAKEFILE = """# set-up and the two pipelines
+$(STAMP): requirements.txt
+\tpip install -r requirements.txt
+
+results: $(STAMP)
+\tpython benchmarks/linear_family.py --profile quick --out results-quick/linear_family
+
+results-full: $(STAMP)
+\tpython benchmarks/linear_family.py --profile full --out results/linear_family
+"""
+
+
+def test_the_quick_rule_and_comments_of_the_makefile_do_not_re_date_a_measurement(repo):
+    from benchmarks import up_to_date
+
+    measured = _commit(repo, "Makefile", MAKEFILE)
+    folder = repo / "results" / "linear_family"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"commit": measured, "profile": "full"}))
+    quick = MAKEFILE.replace("--profile quick", "--profile quick --dims 64 256").replace("# set-up", "# Set-up")
+    _commit(repo, "Makefile", quick + "\n# the quick grid is narrower\n")
+    assert up_to_date.reason_to_rerun(folder, "full", repo) is None
+    _commit(repo, "Makefile", quick.replace("--profile full", "--profile full --dims 64"))
+    assert "differ" in up_to_date.reason_to_rerun(folder, "full", repo)
+    _commit(repo, "Makefile", quick.replace("pip install", "pip install -U"))  # the set-up re-dates too
+    assert "differ" in up_to_date.reason_to_rerun(folder, "full", repo)
+
+
 def _frame(rows):
     import pandas as pd
 
