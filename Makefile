@@ -25,11 +25,12 @@ results: $(STAMP) asv-machine
 	@echo "== make results [1/6] asv, small grid (asv prints its progress)"
 	SYMM_BENCH_SMALL=1 $(MAKE) --no-print-directory asv-results ASV_OUT=$(QUICK)/asv
 	@echo "== make results [2/6] linear_family.py"
-	$(PY) benchmarks/linear_family.py --profile quick --out $(QUICK)/linear_family
+	$(PY) benchmarks/linear_family.py --profile quick --groups C8 D8 --dims 64 256 --batches 8 256 \
+	  --out $(QUICK)/linear_family
 	@echo "== make results [3/6] layer_family.py"
 	$(PY) benchmarks/layer_family.py --profile quick --out $(QUICK)/layer_family
 	@echo "== make results [4/6] decision_maps.py"
-	$(PY) benchmarks/decision_maps.py --profile quick --out $(QUICK)/decision_maps
+	$(PY) benchmarks/decision_maps.py --profile quick --groups C8 D8-irreps --out $(QUICK)/decision_maps
 	@echo "== make results [5/6] ablation studies"
 	$(PY) -m ablations.run_all --results $(QUICK)
 	@echo "== make results [6/6] asv vs linear_family agreement"

@@ -32,7 +32,7 @@ class Config(AntConfig):
     embedding_dim: int = 64
     num_layers: int = 2
     heads: int = 2
-    steps: int = 100
+    steps: int = 50
 
     FULL = {**AntConfig.FULL, "steps": 3000, "eval_every": 100, "train_size": 4096,
             "lr_grid": (3e-3,)}  # fmt: skip

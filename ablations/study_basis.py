@@ -27,6 +27,7 @@ class Config(SequenceConfig):
 
     strategies: tuple = ("auto", "orbit_gather", "isotypic_expansion", "memory_heavy")
     lr_grid: tuple = (3e-3,)  # one rate, no tuning: the strategies are the same model (see the module docstring)
+    steps: int = 60  # quick: enough steps for a median step time; the curves are the full profile's question
 
     FULL = {**SequenceConfig.FULL, "lr_grid": (3e-3,)}
     MEMORY_IN_FRESH_PROCESS = True

@@ -31,6 +31,7 @@ class Config(SequenceConfig):
 
     modes: tuple = ("cached", "uncached")
     lr_grid: tuple = (3e-3,)  # one rate, no tuning: both modes train the same model the same way
+    steps: int = 60  # quick: a few evaluations (each checks the cache) and a median step time
 
     FULL = {**SequenceConfig.FULL, "lr_grid": (3e-3,)}
     MEMORY_IN_FRESH_PROCESS = True

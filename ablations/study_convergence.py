@@ -47,7 +47,7 @@ class Config:
     sources: tuple = ("normalization", "equivariant_vs_plain_sequence")
     seeds: int = 3
     first_seed: int = 100
-    cap_factor: int = 3
+    cap_factor: int = 2
     patience: int = 8
     ends: tuple = ("largest",)
     device: str = "cpu"

@@ -9,10 +9,11 @@ by the folder's name) are identical at the commit it ran at and at HEAD, the tre
 changes, it was not cut short, and (with ``--profile``) it used that profile. Committing results, documentation or
 ablation code therefore does not restart a measurement, and neither does a change to another benchmark's modules
 (an asv suite does not re-date ``linear_family``); a folder of another name depends on all of ``benchmarks/``
-except this file and ``agreement.py`` (it compares two finished runs). The ``Makefile`` counts without its comments
-and without the rules of :data:`UNMEASURED_RULES` (the quick pipeline, which writes ``results-quick/`` and never
-runs in ``make results-full``): retuning the quick run's grids does not re-date the published measurements. Prints why a run is not current. A module
-under ``benchmarks/`` that asv imports: it defines no benchmark names and works only under ``__main__``.
+except this file and ``agreement.py`` (it compares two finished runs). The ``Makefile`` counts without its blank
+and comment lines and without the rules of :data:`UNMEASURED_RULES` (the quick pipeline, which writes
+``results-quick/`` and never runs in ``make results-full``): retuning the quick run's grids does not re-date the
+published measurements. Prints why a run is not current. A module under ``benchmarks/`` that asv imports: it
+defines no benchmark names and works only under ``__main__``.
 """
 
 from __future__ import annotations

@@ -139,3 +139,23 @@ def test_interleave_in_spawned_processes_gives_the_serial_runs(tmp_path):
 
     assert finished.is_set()
     pd.testing.assert_frame_equal(kept(pooled), kept(serial))
+
+
+def _where(job: Job) -> list[dict]:
+    """A run that reports its process and whether the preloaded modules were there before it imported anything."""
+    import os
+    import sys
+
+    preloaded = float(all(name in sys.modules for name in ("torch._dynamo", "escnn.group", "symm_layers")))
+    return [{"step": 0, "wall_time": 0.0, "metric": m, "value": v}
+            for m, v in (("pid", float(os.getpid())), ("preloaded", preloaded))]  # fmt: skip
+
+
+def test_a_fresh_process_per_run_is_a_new_process_forked_with_the_modules_preloaded(tmp_path):
+    import os
+
+    frame = run_sweep(_jobs("fresh"), _where, tmp_path, backend="local", workers=2, fresh_process=True,
+                      progress=False)  # fmt: skip
+    pids = frame[frame.metric == "pid"].value
+    assert pids.nunique() == len(_jobs("fresh")) and os.getpid() not in set(pids)
+    assert set(frame[frame.metric == "preloaded"].value) == {1.0}
