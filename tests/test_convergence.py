@@ -136,7 +136,7 @@ def test_a_source_with_a_final_stage_cap_is_retrained_at_a_multiple_of_that_cap(
     source = study_norm.Config(norms=("rmsnorm",), placements=("pre",), depths=(2,), steps=40)
     _saved_norm_study(tmp_path, source, {"rmsnorm/pre/isotypic/L2": 1.0, "rmsnorm/pre/diagonal/L2": 1.1})
     final = [dataclasses.replace(job, params={**job.params, "final_steps": 90}) for job in study_norm.jobs(source)]
-    config = study_convergence.Config(results=str(tmp_path), sources=("normalization",), cap_factor=3)
+    config = study_convergence.Config(results=str(tmp_path), sources=("normalization",), cap_factor=3, seeds=3)
     with mock.patch.object(study_norm, "jobs", return_value=final):
         jobs = study_convergence.jobs(config)
     assert len(jobs) == 2 * 3 and {job.params["steps"] for job in jobs} == {270}
@@ -197,7 +197,7 @@ def test_the_check_retrains_reports_and_marks_the_guide_from_tiny_sources(tmp_pa
     run_all.run(["--only", CONVERGENCE, "--backend", "serial", "--no-progress", "--results", str(tmp_path)])
     out = tmp_path / CONVERGENCE
     frame = runs(pd.read_csv(out / "metrics.csv"))
-    assert set(frame.steps) == {6 * study_convergence.Config.cap_factor} and frame.seed.nunique() == 3
+    assert set(frame.steps) == {6 * study_convergence.Config.cap_factor} and frame.seed.nunique() == study_convergence.Config.seeds
     assert frame.label.nunique() == 2 + 3  # two affines of the one norm; equivariant, plain and augmented
     table = (out / "table.md").read_text()
     assert table.count("| `normalization` |") == 2 and table.count("| `equivariant_vs_plain_sequence` |") == 3
