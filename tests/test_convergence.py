@@ -197,7 +197,8 @@ def test_the_check_retrains_reports_and_marks_the_guide_from_tiny_sources(tmp_pa
     run_all.run(["--only", CONVERGENCE, "--backend", "serial", "--no-progress", "--results", str(tmp_path)])
     out = tmp_path / CONVERGENCE
     frame = runs(pd.read_csv(out / "metrics.csv"))
-    assert set(frame.steps) == {6 * study_convergence.Config.cap_factor} and frame.seed.nunique() == study_convergence.Config.seeds
+    quick = study_convergence.Config()
+    assert set(frame.steps) == {6 * quick.cap_factor} and frame.seed.nunique() == quick.seeds
     assert frame.label.nunique() == 2 + 3  # two affines of the one norm; equivariant, plain and augmented
     table = (out / "table.md").read_text()
     assert table.count("| `normalization` |") == 2 and table.count("| `equivariant_vs_plain_sequence` |") == 3
