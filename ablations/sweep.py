@@ -141,6 +141,8 @@ def _serial(fn, jobs, threads, fresh_process=False, **_) -> Iterator[tuple[Job, 
 
 #: What a fresh process per run is forked from (besides the study's own module): modules that every run imports,
 #: some lazily inside its first optimizer step or evaluation, which would otherwise cost each run their import time.
+#: The server starts once per Python process, so when one command runs several such studies it holds the first
+#: study's module; a later study's module is then imported by each run before it starts (outside its measurements).
 FORKSERVER_PRELOAD = ("torch", "torch._dynamo", "escnn.group", "symm_layers")
 
 
